@@ -1,0 +1,20 @@
+#include "shmkit/ipc/internal/errors.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace shmkit::internal {
+
+absl::Status ErrnoStatus(int err, absl::string_view call) {
+  // strerror_r (GNU variant) is thread-safe, unlike strerror.
+  char buffer[128];
+  const char* text = strerror_r(err, buffer, sizeof(buffer));
+  std::string message = absl::StrCat(call, ": ", text, " (errno ", err, ")");
+  if (err == EIDRM) {
+    return absl::FailedPreconditionError(std::move(message));
+  }
+  return absl::Status(absl::ErrnoToStatusCode(err), std::move(message));
+}
+
+}  // namespace shmkit::internal

@@ -1,0 +1,157 @@
+#include <signal.h>
+#include <unistd.h>
+
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "shmkit/ipc/internal/deadline.h"
+#include "shmkit/ipc/internal/proc.h"
+#include "shmkit/ipc/lock_arena.h"
+#include "test_util.h"
+
+namespace shmkit {
+namespace {
+
+using ::shmkit::testing::ExitedWith;
+using ::shmkit::testing::ForkChild;
+using ::shmkit::testing::StatusIs;
+using ::shmkit::testing::SyncPipe;
+using ::shmkit::testing::WaitChild;
+
+// A child that takes lock 0, says so, and then waits to be killed.
+pid_t ForkHolder(LockArena& arena, SyncPipe& holding) {
+  return ForkChild([&] {
+    absl::StatusOr<OwnerLockGuard> g = arena.Acquire(0, absl::Seconds(5));
+    if (!g.ok()) return 1;
+    holding.Signal();
+    pause();
+    return 0;
+  });
+}
+
+TEST(LockFork, KilledHolderIsTakenOverWithin100msOfTheReap) {
+  absl::StatusOr<LockArena> arena = LockArena::Create({});
+  ASSERT_TRUE(arena.ok()) << arena.status();
+  SyncPipe holding, waiting;
+  int report[2];
+  ASSERT_EQ(pipe(report), 0);
+  const pid_t holder = ForkHolder(*arena, holding);
+  ASSERT_TRUE(holding.Wait().has_value());
+  // A waiter in another process, blocked in Lock() when the holder dies.
+  const pid_t waiter = ForkChild([&] {
+    waiting.Signal();
+    absl::StatusOr<OwnerLockGuard> g = arena->Acquire(0, absl::Seconds(30));
+    const int64_t got_at = internal::MonotonicNanos();
+    if (!g.ok()) return 1;
+    if (!g->result().took_over) return 2;
+    if (write(report[1], &got_at, sizeof(got_at)) != sizeof(got_at)) return 3;
+    return 0;
+  });
+  ASSERT_TRUE(waiting.Wait().has_value());
+  absl::SleepFor(absl::Milliseconds(100));  // the waiter is asleep by now
+  kill(holder, SIGKILL);
+  ASSERT_TRUE(WaitChild(holder).has_value());
+  const int64_t reaped_at = internal::MonotonicNanos();
+  ASSERT_TRUE(ExitedWith(waiter, 0));
+  int64_t got_at = 0;
+  ASSERT_EQ(read(report[0], &got_at, sizeof(got_at)),
+            static_cast<ssize_t>(sizeof(got_at)));
+  close(report[0]);
+  close(report[1]);
+  EXPECT_LT(got_at - reaped_at, 100'000'000)
+      << "took over " << (got_at - reaped_at) / 1000 << " us after the reap";
+}
+
+TEST(LockFork, ZombieHolderIsAliveUntilReaped) {
+  absl::StatusOr<LockArena> arena = LockArena::Create({});
+  ASSERT_TRUE(arena.ok());
+  SyncPipe holding;
+  const pid_t holder = ForkHolder(*arena, holding);
+  ASSERT_TRUE(holding.Wait().has_value());
+  kill(holder, SIGKILL);
+  absl::SleepFor(absl::Milliseconds(50));  // dead but not reaped: a zombie
+  EXPECT_THAT(arena->Acquire(0, absl::Milliseconds(100)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  ASSERT_TRUE(WaitChild(holder).has_value());
+  absl::StatusOr<OwnerLockGuard> g = arena->Acquire(0, absl::Seconds(5));
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_TRUE(g->result().took_over);
+}
+
+TEST(LockFork, StoppedHolderIsNeverOverridden) {
+  absl::StatusOr<LockArena> arena = LockArena::Create({});
+  ASSERT_TRUE(arena.ok());
+  SyncPipe holding;
+  const pid_t holder = ForkChild([&] {
+    absl::StatusOr<OwnerLockGuard> g = arena->Acquire(0, absl::Seconds(5));
+    if (!g.ok()) return 1;
+    holding.Signal();
+    absl::SleepFor(absl::Milliseconds(300));  // stopped somewhere in here
+    return 0;                                 // the guard releases normally
+  });
+  ASSERT_TRUE(holding.Wait().has_value());
+  ASSERT_EQ(kill(holder, SIGSTOP), 0);
+  const absl::Time stopped = absl::Now();
+  absl::StatusOr<OwnerLockGuard> g = arena->Acquire(0, absl::Seconds(1));
+  EXPECT_THAT(g, StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_GE(absl::Now() - stopped, absl::Milliseconds(990));
+  absl::SleepFor(absl::Seconds(3) - (absl::Now() - stopped));
+  ASSERT_EQ(kill(holder, SIGCONT), 0);
+  EXPECT_TRUE(ExitedWith(holder, 0));
+  absl::StatusOr<OwnerLockGuard> after = arena->Acquire(0, absl::Seconds(5));
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_FALSE(after->result().took_over);  // released by its live owner
+}
+
+TEST(LockFork, ExitedChildsTokenIsDeadAndMarkDeadBumpsTheGeneration) {
+  absl::StatusOr<LockArena> arena = LockArena::Create({});
+  ASSERT_TRUE(arena.ok());
+  int report[2];
+  ASSERT_EQ(pipe(report), 0);
+  SyncPipe go;
+  const pid_t child = ForkChild([&] {
+    absl::StatusOr<OwnerToken> me = arena->Self();
+    if (!me.ok()) return 1;
+    if (write(report[1], &*me, sizeof(*me)) != sizeof(*me)) return 2;
+    go.Wait();
+    return 0;
+  });
+  OwnerToken token;
+  ASSERT_EQ(read(report[0], &token, sizeof(token)),
+            static_cast<ssize_t>(sizeof(token)));
+  close(report[0]);
+  close(report[1]);
+  EXPECT_FALSE(arena->registry().IsDead(token));
+  // A parent that reaps a child declares its slots dead at once.
+  const uint64_t start = *internal::ProcessStartTime(child);
+  EXPECT_EQ(arena->registry().MarkDead(child, start + 1), 0);  // not that one
+  EXPECT_EQ(arena->registry().MarkDead(child, start), 1);
+  EXPECT_TRUE(arena->registry().IsDead(token));
+  EXPECT_EQ(arena->registry().Slot(token.slot).status, SlotStatus::kDead);
+  go.Signal();
+  EXPECT_TRUE(ExitedWith(child, 0));
+  EXPECT_EQ(arena->registry().Stats().marked_dead, 1u);
+}
+
+TEST(LockFork, ChildKilledWithoutCleanupLeavesAReclaimableSlot) {
+  absl::StatusOr<LockArena> arena = LockArena::Create({.registry_slots = 2});
+  ASSERT_TRUE(arena.ok());
+  ASSERT_TRUE(arena->Self().ok());  // parent: slot 1 of 2
+  SyncPipe claimed;
+  const pid_t child = ForkChild([&] {
+    if (!arena->Self().ok()) return 1;
+    claimed.Signal();
+    pause();
+    return 0;
+  });
+  ASSERT_TRUE(claimed.Wait().has_value());
+  kill(child, SIGKILL);
+  ASSERT_TRUE(WaitChild(child).has_value());
+  // Both slots are taken (one by a dead process). A new process reuses the
+  // dead one.
+  const pid_t second = ForkChild([&] { return arena->Self().ok() ? 0 : 1; });
+  EXPECT_TRUE(ExitedWith(second, 0));
+  EXPECT_EQ(arena->registry().Stats().reclaims, 1u);
+}
+
+}  // namespace
+}  // namespace shmkit
