@@ -173,8 +173,9 @@ absl::StatusOr<ProcessRegistry> ProcessRegistry::Open(
 }
 
 ProcessRegistry::ProcessRegistry(RegistryHeader* header, uint32_t slot_count,
-                                 size_t extra_stride)
+                                 size_t extra_stride, bool untracked)
     : header_(header), slot_count_(slot_count), extra_stride_(extra_stride) {
+  if (untracked) return;  // a temporary view: no claims, no bookkeeping
   Globals& g = G();
   std::lock_guard<std::mutex> lock(g.mu);
   handle_id_ = g.next_handle++;
@@ -352,6 +353,23 @@ int ProcessRegistry::MarkDead(pid_t pid, uint64_t start_time) {
     }
   }
   Ref(header_->marked_dead).fetch_add(marked, std::memory_order_relaxed);
+  return marked;
+}
+
+int ProcessRegistry::MarkDeadInAllOpen(pid_t pid, uint64_t start_time) {
+  std::vector<RegistryHeader*> headers;
+  {
+    Globals& g = G();
+    std::lock_guard<std::mutex> lock(g.mu);
+    for (const auto& [id, record] : g.handles) headers.push_back(record.header);
+  }
+  // Two handles may map the same registry (at different addresses); marking
+  // twice is harmless: the second finds the slots already dead.
+  int marked = 0;
+  for (RegistryHeader* h : headers) {
+    ProcessRegistry view(h, h->slot_count, h->extra_stride, /*untracked=*/true);
+    marked += view.MarkDead(pid, start_time);
+  }
   return marked;
 }
 

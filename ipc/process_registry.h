@@ -139,6 +139,12 @@ class ProcessRegistry {
   // how many slots were marked.
   int MarkDead(pid_t pid, uint64_t start_time);
 
+  // MarkDead on every registry this process has open (every table, lock
+  // arena... it created or attached). What a supervisor calls after reaping
+  // a child, so locks the child held are recoverable at once. Returns the
+  // number of slots marked.
+  static int MarkDeadInAllOpen(pid_t pid, uint64_t start_time);
+
   // The per-slot user area and pin word.
   absl::Span<std::byte> Extra(uint32_t slot) const;
   void Pin(uint32_t slot);
@@ -158,7 +164,7 @@ class ProcessRegistry {
 
  private:
   ProcessRegistry(internal::RegistryHeader* header, uint32_t slot_count,
-                  size_t extra_stride);
+                  size_t extra_stride, bool untracked = false);
   absl::StatusOr<OwnerToken> ClaimForThisThread();
   void Reset();
   absl::StatusOr<OwnerToken> Claim();

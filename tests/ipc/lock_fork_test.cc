@@ -132,6 +132,34 @@ TEST(LockFork, ExitedChildsTokenIsDeadAndMarkDeadBumpsTheGeneration) {
   EXPECT_EQ(arena->registry().Stats().marked_dead, 1u);
 }
 
+TEST(LockFork, MarkDeadInAllOpenFreesTheLocksOfAReapedChildAtOnce) {
+  absl::StatusOr<LockArena> a = LockArena::Create({});
+  absl::StatusOr<LockArena> b = LockArena::Create({});
+  ASSERT_TRUE(a.ok() && b.ok());
+  SyncPipe holding;
+  const pid_t child = ForkChild([&] {
+    absl::StatusOr<OwnerLockGuard> ga = a->Acquire(0, absl::Seconds(5));
+    absl::StatusOr<OwnerLockGuard> gb = b->Acquire(0, absl::Seconds(5));
+    if (!ga.ok() || !gb.ok()) return 1;
+    holding.Signal();
+    pause();
+    return 0;
+  });
+  ASSERT_TRUE(holding.Wait().has_value());
+  const uint64_t start = *internal::ProcessStartTime(child);
+  kill(child, SIGKILL);
+  ASSERT_TRUE(WaitChild(child).has_value());
+  EXPECT_EQ(ProcessRegistry::MarkDeadInAllOpen(child, start), 2);
+  // No liveness probe needed: the generation moved.
+  for (LockArena* arena : {&*a, &*b}) {
+    const absl::Time t0 = absl::Now();
+    absl::StatusOr<OwnerLockGuard> g = arena->Acquire(0, absl::Seconds(5));
+    ASSERT_TRUE(g.ok()) << g.status();
+    EXPECT_TRUE(g->result().took_over);
+    EXPECT_LT(absl::Now() - t0, absl::Milliseconds(10));
+  }
+}
+
 TEST(LockFork, ChildKilledWithoutCleanupLeavesAReclaimableSlot) {
   absl::StatusOr<LockArena> arena = LockArena::Create({.registry_slots = 2});
   ASSERT_TRUE(arena.ok());
