@@ -1,0 +1,21 @@
+# WorkerPool and Event. In-process tests (no fork) in pool_test; the tests
+# that fork in their own binaries with the label "fork".
+shmkit_test(pool_test
+  SOURCES
+    ${CMAKE_CURRENT_LIST_DIR}/notify_test.cc
+    ${CMAKE_CURRENT_LIST_DIR}/worker_pool_options_test.cc
+  LABELS pool)
+shmkit_test(notify_fork_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/notify_fork_test.cc
+  LABELS pool fork
+  TIMEOUT 60)
+shmkit_test(worker_pool_fork_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/worker_pool_fork_test.cc
+  LABELS pool fork
+  TIMEOUT 60)
+# Makes itself a child subreaper (PR_SET_CHILD_SUBREAPER) to reap the
+# workers orphaned by the master it kills: kept apart from other tests.
+shmkit_test(worker_pool_master_death_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/worker_pool_master_death_test.cc
+  LABELS pool fork
+  TIMEOUT 60)
