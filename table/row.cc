@@ -1,0 +1,138 @@
+#include "shmkit/table/row.h"
+
+#include <cstring>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "shmkit/table/internal/layout.h"
+#include "shmkit/table/internal/row_io.h"
+
+namespace shmkit {
+namespace {
+
+int64_t SignExtend(uint64_t raw, uint32_t bytes) {
+  if (bytes >= 8) return static_cast<int64_t>(raw);
+  const int shift = 64 - static_cast<int>(bytes) * 8;
+  return static_cast<int64_t>(raw << shift) >> shift;
+}
+
+}  // namespace
+
+absl::StatusOr<int> Row::Check(int column, ColumnType want,
+                               ColumnType also) const {
+  if (!schema_.has_value() || layout_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "empty Row (nothing was read into it)");
+  }
+  if (column < 0 || column >= schema_->column_count()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "column index ", column, " outside 0..", schema_->column_count() - 1));
+  }
+  const ColumnSpec& spec = schema_->column(column);
+  if (spec.type != want && spec.type != also) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("column \"", spec.name, "\" is ", spec.TypeString(),
+                     ", not ", ColumnTypeName(want)));
+  }
+  return column;
+}
+
+absl::StatusOr<int64_t> Row::GetInt(int column) const {
+  absl::StatusOr<int> c = Check(column, ColumnType::kInt, ColumnType::kInt);
+  if (!c.ok()) return c.status();
+  const ColumnSpec& spec = schema_->column(*c);
+  return SignExtend(internal::LoadField(bytes_.data(),
+                                        layout_->columns[*c].offset, spec.size),
+                    spec.size);
+}
+
+absl::StatusOr<double> Row::GetFloat(int column) const {
+  absl::StatusOr<int> c = Check(column, ColumnType::kFloat, ColumnType::kFloat);
+  if (!c.ok()) return c.status();
+  const ColumnSpec& spec = schema_->column(*c);
+  const uint64_t bits = internal::LoadField(
+      bytes_.data(), layout_->columns[*c].offset, spec.size);
+  if (spec.size == 8) {
+    double d;
+    std::memcpy(&d, &bits, 8);
+    return d;
+  }
+  const uint32_t b32 = static_cast<uint32_t>(bits);
+  float f;
+  std::memcpy(&f, &b32, 4);
+  return static_cast<double>(f);
+}
+
+absl::StatusOr<absl::string_view> Row::GetString(int column) const {
+  absl::StatusOr<int> c =
+      Check(column, ColumnType::kString, ColumnType::kBytes);
+  if (!c.ok()) return c.status();
+  const internal::RowLayout::Column& lc = layout_->columns[*c];
+  const uint64_t len =
+      internal::LoadField(bytes_.data(), lc.len_offset, lc.len_bytes);
+  // Validated when read; checked again so a Row can never point outside its
+  // own buffer.
+  if (len > schema_->column(*c).size || lc.offset + len > bytes_.size()) {
+    return absl::DataLossError("string length exceeds its column");
+  }
+  return absl::string_view(
+      reinterpret_cast<const char*>(bytes_.data()) + lc.offset, len);
+}
+
+absl::StatusOr<Value> Row::Get(int column) const {
+  if (!schema_.has_value()) {
+    return absl::FailedPreconditionError(
+        "empty Row (nothing was read into it)");
+  }
+  if (column < 0 || column >= schema_->column_count()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "column index ", column, " outside 0..", schema_->column_count() - 1));
+  }
+  switch (schema_->column(column).type) {
+    case ColumnType::kInt: {
+      absl::StatusOr<int64_t> v = GetInt(column);
+      if (!v.ok()) return v.status();
+      return Value(static_cast<long long>(*v));
+    }
+    case ColumnType::kFloat: {
+      absl::StatusOr<double> v = GetFloat(column);
+      if (!v.ok()) return v.status();
+      return Value(*v);
+    }
+    case ColumnType::kString:
+    case ColumnType::kBytes: {
+      absl::StatusOr<absl::string_view> v = GetString(column);
+      if (!v.ok()) return v.status();
+      return Value(*v);
+    }
+  }
+  return absl::InternalError("unknown column type");
+}
+
+#define SHMKIT_ROW_BY_NAME(Type, Method)                             \
+  absl::StatusOr<Type> Row::Method(absl::string_view column) const { \
+    if (!schema_.has_value()) {                                      \
+      return absl::FailedPreconditionError("empty Row");             \
+    }                                                                \
+    absl::StatusOr<int> index = schema_->ColumnIndex(column);        \
+    if (!index.ok()) return index.status();                          \
+    return Method(*index);                                           \
+  }
+SHMKIT_ROW_BY_NAME(int64_t, GetInt)
+SHMKIT_ROW_BY_NAME(double, GetFloat)
+SHMKIT_ROW_BY_NAME(absl::string_view, GetString)
+SHMKIT_ROW_BY_NAME(Value, Get)
+#undef SHMKIT_ROW_BY_NAME
+
+std::string Row::DebugString() const {
+  if (!schema_.has_value()) return "(empty row)";
+  std::string out = absl::StrCat("key=\"", absl::CEscape(key_), "\"");
+  for (int c = 0; c < schema_->column_count(); ++c) {
+    absl::StatusOr<Value> v = Get(c);
+    absl::StrAppend(&out, " ", schema_->column(c).name, "=",
+                    v.ok() ? v->DebugString() : v.status().ToString());
+  }
+  return out;
+}
+
+}  // namespace shmkit

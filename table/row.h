@@ -1,0 +1,65 @@
+// Row: a consistent copy of one table row (its key and every column),
+// decoded on demand. Owns its bytes; valid after the table is gone.
+// Reusable: Table::Get(key, &row) overwrites it without allocating once its
+// buffers have grown to the row size.
+#ifndef SHMKIT_TABLE_ROW_H_
+#define SHMKIT_TABLE_ROW_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "shmkit/table/schema.h"
+
+namespace shmkit {
+
+namespace internal {
+struct RowLayout;
+class TableCore;
+}  // namespace internal
+
+class Row {
+ public:
+  Row() = default;
+
+  absl::string_view key() const { return key_; }
+  const Schema& schema() const { return *schema_; }
+
+  // Column values by index (from Schema::ColumnIndex: the fast path) or by
+  // name. InvalidArgument for an unknown column or a type mismatch (GetInt
+  // on a float column, ...). GetFloat on a float32 column widens to double.
+  absl::StatusOr<int64_t> GetInt(int column) const;
+  absl::StatusOr<double> GetFloat(int column) const;
+  absl::StatusOr<absl::string_view> GetString(int column) const;
+  absl::StatusOr<Value> Get(int column) const;
+  absl::StatusOr<int64_t> GetInt(absl::string_view column) const;
+  absl::StatusOr<double> GetFloat(absl::string_view column) const;
+  absl::StatusOr<absl::string_view> GetString(absl::string_view column) const;
+  absl::StatusOr<Value> Get(absl::string_view column) const;
+
+  // When the row expires (tables with TTL), nullopt when it never does.
+  std::optional<absl::Time> expires_at() const { return expires_at_; }
+
+  // "key=... hits=1 score=2.5 user=\"ana\"" (escaped), for logs and tests.
+  std::string DebugString() const;
+
+ private:
+  friend class internal::TableCore;
+  absl::StatusOr<int> Check(int column, ColumnType want, ColumnType also) const;
+
+  std::optional<Schema> schema_;
+  const internal::RowLayout* layout_ = nullptr;
+  std::shared_ptr<const internal::RowLayout> layout_owner_;  // keeps it alive
+  std::string key_;
+  std::vector<std::byte> bytes_;  // the row's bytes, 8-aligned copy
+  std::optional<absl::Time> expires_at_;
+};
+
+}  // namespace shmkit
+
+#endif  // SHMKIT_TABLE_ROW_H_

@@ -1,0 +1,282 @@
+#include "shmkit/table/schema.h"
+
+#include <cmath>
+#include <limits>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "shmkit/table/internal/hash.h"
+
+namespace shmkit {
+
+absl::string_view ColumnTypeName(ColumnType type) {
+  switch (type) {
+    case ColumnType::kInt:
+      return "int";
+    case ColumnType::kFloat:
+      return "float";
+    case ColumnType::kString:
+      return "string";
+    case ColumnType::kBytes:
+      return "bytes";
+  }
+  return "unknown";
+}
+
+std::string ColumnSpec::TypeString() const {
+  switch (type) {
+    case ColumnType::kInt:
+      return absl::StrCat("int", size * 8);
+    case ColumnType::kFloat:
+      return absl::StrCat("float", size * 8);
+    case ColumnType::kString:
+      return absl::StrCat("string(", size, ")");
+    case ColumnType::kBytes:
+      return absl::StrCat("bytes(", size, ")");
+  }
+  return "unknown";
+}
+
+std::string Value::DebugString() const {
+  if (is_int()) return absl::StrCat(int_value());
+  if (is_float()) return absl::StrCat(float_value());
+  const std::string& s = string_value();
+  if (s.size() > 40) {
+    return absl::StrCat("\"", absl::CEscape(s.substr(0, 40)), "...\" (",
+                        s.size(), " bytes)");
+  }
+  return absl::StrCat("\"", absl::CEscape(s), "\"");
+}
+
+Schema::Builder& Schema::Builder::Int(absl::string_view name, uint32_t bytes) {
+  return Column({std::string(name), ColumnType::kInt, bytes});
+}
+Schema::Builder& Schema::Builder::Float(absl::string_view name) {
+  return Column({std::string(name), ColumnType::kFloat, 8});
+}
+Schema::Builder& Schema::Builder::Float32(absl::string_view name) {
+  return Column({std::string(name), ColumnType::kFloat, 4});
+}
+Schema::Builder& Schema::Builder::String(absl::string_view name,
+                                         uint32_t max_bytes) {
+  return Column({std::string(name), ColumnType::kString, max_bytes});
+}
+Schema::Builder& Schema::Builder::Bytes(absl::string_view name,
+                                        uint32_t max_bytes) {
+  return Column({std::string(name), ColumnType::kBytes, max_bytes});
+}
+Schema::Builder& Schema::Builder::Column(ColumnSpec spec) {
+  columns_.push_back(std::move(spec));
+  return *this;
+}
+Schema::Builder& Schema::Builder::MaxKeyBytes(uint32_t bytes) {
+  max_key_bytes_ = bytes;
+  return *this;
+}
+Schema::Builder& Schema::Builder::WithTtl(bool enabled) {
+  ttl_ = enabled;
+  return *this;
+}
+
+namespace {
+
+// Canonical text of a schema; its hash is the fingerprint.
+std::string Canonical(const std::vector<ColumnSpec>& columns,
+                      uint32_t max_key_bytes, bool ttl) {
+  std::string out = absl::StrCat("shmkit-schema-v1;key=", max_key_bytes,
+                                 ";ttl=", ttl ? 1 : 0);
+  for (const ColumnSpec& c : columns) {
+    absl::StrAppend(&out, ";", c.name.size(), ":", c.name, "=",
+                    static_cast<int>(c.type), "/", c.size);
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<Schema> Schema::Builder::Build() const {
+  if (columns_.empty()) {
+    return absl::InvalidArgumentError("a schema needs at least one column");
+  }
+  if (columns_.size() > static_cast<size_t>(kMaxColumns)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "too many columns: ", columns_.size(), " (at most ", kMaxColumns,
+        "); the first one over is \"", columns_[kMaxColumns].name, "\""));
+  }
+  if (max_key_bytes_ < 1 || max_key_bytes_ > kMaxKeyBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "MaxKeyBytes ", max_key_bytes_, " is outside 1..", kMaxKeyBytes));
+  }
+  absl::flat_hash_set<std::string> names;
+  for (size_t i = 0; i < columns_.size(); ++i) {
+    const ColumnSpec& c = columns_[i];
+    const std::string where =
+        absl::StrCat("column ", i, " \"", absl::CEscape(c.name), "\"");
+    if (c.name.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("column ", i, " has an empty name"));
+    }
+    if (c.name.size() > kMaxColumnNameBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": name is ", c.name.size(), " bytes, at most ",
+                       kMaxColumnNameBytes));
+    }
+    if (c.name.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": name contains a NUL byte"));
+    }
+    if (!names.insert(c.name).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": duplicate column name"));
+    }
+    switch (c.type) {
+      case ColumnType::kInt:
+        if (c.size != 1 && c.size != 2 && c.size != 4 && c.size != 8) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              where, ": an int column is 1, 2, 4 or 8 bytes, not ", c.size));
+        }
+        break;
+      case ColumnType::kFloat:
+        if (c.size != 4 && c.size != 8) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              where, ": a float column is 4 or 8 bytes, not ", c.size));
+        }
+        break;
+      case ColumnType::kString:
+      case ColumnType::kBytes:
+        if (c.size == 0 || c.size > kMaxStringBytes) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              where, ": a ", ColumnTypeName(c.type), " column holds 1..",
+              kMaxStringBytes, " bytes, not ", c.size));
+        }
+        break;
+      default:
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, ": unknown column type ", static_cast<int>(c.type)));
+    }
+  }
+  auto rep = std::make_shared<Rep>();
+  rep->columns = columns_;
+  rep->max_key_bytes = max_key_bytes_;
+  rep->ttl = ttl_;
+  rep->fingerprint =
+      internal::StableHash(Canonical(columns_, max_key_bytes_, ttl_));
+  return Schema(std::move(rep));
+}
+
+absl::StatusOr<int> Schema::ColumnIndex(absl::string_view name) const {
+  for (int i = 0; i < column_count(); ++i) {
+    if (rep_->columns[i].name == name) return i;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown column \"", absl::CEscape(name), "\" (columns: ",
+                   absl::StrJoin(rep_->columns, ", ",
+                                 [](std::string* out, const ColumnSpec& c) {
+                                   absl::StrAppend(out, c.name);
+                                 }),
+                   ")"));
+}
+
+std::string Schema::DebugString() const {
+  std::string out = absl::StrJoin(
+      rep_->columns, ", ", [](std::string* o, const ColumnSpec& c) {
+        absl::StrAppend(o, c.name, ":", c.TypeString());
+      });
+  absl::StrAppend(&out, "; key<=", rep_->max_key_bytes);
+  if (rep_->ttl) absl::StrAppend(&out, "; ttl");
+  return out;
+}
+
+std::string Schema::Diff(const Schema& other) const {
+  std::vector<std::string> diffs;
+  if (max_key_bytes() != other.max_key_bytes()) {
+    diffs.push_back(absl::StrCat("max key bytes ", max_key_bytes(), " vs ",
+                                 other.max_key_bytes()));
+  }
+  if (ttl() != other.ttl()) {
+    diffs.push_back(absl::StrCat("ttl ", ttl() ? "on" : "off", " vs ",
+                                 other.ttl() ? "on" : "off"));
+  }
+  const int n = std::max(column_count(), other.column_count());
+  for (int i = 0; i < n; ++i) {
+    if (i >= column_count()) {
+      diffs.push_back(
+          absl::StrCat("extra column \"", other.column(i).name, "\""));
+    } else if (i >= other.column_count()) {
+      diffs.push_back(absl::StrCat("missing column \"", column(i).name, "\""));
+    } else if (column(i).name != other.column(i).name ||
+               column(i).type != other.column(i).type ||
+               column(i).size != other.column(i).size) {
+      diffs.push_back(absl::StrCat(
+          "column ", i, " is ", column(i).name, ":", column(i).TypeString(),
+          " vs ", other.column(i).name, ":", other.column(i).TypeString()));
+    }
+  }
+  return absl::StrJoin(diffs, "; ");
+}
+
+absl::Status CheckValueFits(const ColumnSpec& column, const Value& value) {
+  auto mismatch = [&](absl::string_view got) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("column \"", column.name, "\" is ", column.TypeString(),
+                     "; got ", got, " ", value.DebugString()));
+  };
+  switch (column.type) {
+    case ColumnType::kInt: {
+      if (!value.is_int())
+        return mismatch(value.is_float() ? "a float" : "a string");
+      const int64_t v = value.int_value();
+      const int bits = static_cast<int>(column.size) * 8;
+      if (bits < 64) {
+        const int64_t hi = (int64_t{1} << (bits - 1)) - 1;
+        const int64_t lo = -hi - 1;
+        if (v < lo || v > hi) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "value ", v, " does not fit column \"", column.name, "\" (",
+              column.TypeString(), ": ", lo, "..", hi, ")"));
+        }
+      }
+      return absl::OkStatus();
+    }
+    case ColumnType::kFloat: {
+      double d;
+      if (value.is_float()) {
+        d = value.float_value();
+      } else if (value.is_int()) {
+        // Accept an integer only when the float holds it exactly.
+        d = static_cast<double>(value.int_value());
+        if (d >= 0x1p63 || static_cast<int64_t>(d) != value.int_value()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("integer ", value.int_value(),
+                           " is not exactly representable in ", "column \"",
+                           column.name, "\" (", column.TypeString(), ")"));
+        }
+      } else {
+        return mismatch("a string");
+      }
+      if (column.size == 4 && std::isfinite(d) &&
+          static_cast<double>(static_cast<float>(d)) != d) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "value ", d, " does not round-trip through float32 column \"",
+            column.name, "\""));
+      }
+      return absl::OkStatus();
+    }
+    case ColumnType::kString:
+    case ColumnType::kBytes:
+      if (!value.is_string())
+        return mismatch(value.is_int() ? "an integer" : "a float");
+      if (value.string_value().size() > column.size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("value of ", value.string_value().size(),
+                         " bytes is too long for column \"", column.name,
+                         "\" (", column.TypeString(), ")"));
+      }
+      return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError("unknown column type");
+}
+
+}  // namespace shmkit

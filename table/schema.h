@@ -1,0 +1,169 @@
+// Schema: the typed columns of a shmkit Table, and the values stored in them.
+//
+//   absl::StatusOr<shmkit::Schema> schema = shmkit::Schema::Builder()
+//       .Int("hits", 8).Float("score").String("user", 32)
+//       .MaxKeyBytes(64).WithTtl()
+//       .Build();
+//
+// Column types:
+//   Int(name, bytes)     signed integer of 1, 2, 4 or 8 bytes; a value out of
+//                        that width is InvalidArgument on write, never wrapped
+//   Float(name)          IEEE double; Float32(name) for single precision
+//                        (values that do not round-trip are InvalidArgument)
+//   String(name, max)    up to `max` bytes (1 .. kMaxStringBytes), binary-safe,
+//   Bytes(name, max)     with the length stored; longer is InvalidArgument,
+//                        never truncated. Bytes differs only in how tools
+//                        print it.
+// Keys are binary-safe byte strings of 1 .. MaxKeyBytes (default 64, up to
+// kMaxKeyBytes).
+//
+// A Schema is immutable and cheap to copy (shared). Build() validates
+// everything and names the offending column.
+#ifndef SHMKIT_TABLE_SCHEMA_H_
+#define SHMKIT_TABLE_SCHEMA_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace shmkit {
+
+enum class ColumnType : uint8_t {
+  kInt = 1,
+  kFloat = 2,
+  kString = 3,
+  kBytes = 4,
+};
+absl::string_view ColumnTypeName(ColumnType type);
+
+struct ColumnSpec {
+  std::string name;
+  ColumnType type = ColumnType::kInt;
+  // kInt: 1, 2, 4 or 8. kFloat: 4 or 8. kString/kBytes: maximum length.
+  uint32_t size = 8;
+
+  bool is_integer() const { return type == ColumnType::kInt; }
+  bool is_float() const { return type == ColumnType::kFloat; }
+  bool is_text() const {
+    return type == ColumnType::kString || type == ColumnType::kBytes;
+  }
+  // "int64", "float64", "string(32)", ...
+  std::string TypeString() const;
+};
+
+// A value for one column: an integer, a float or a byte string. Implicitly
+// constructible from the usual C++ types so writes read naturally:
+//   table.Set("k", {{"hits", 1}, {"score", 2.5}, {"user", "ana"}});
+class Value {
+ public:
+  Value() : v_(int64_t{0}) {}
+  Value(int v) : v_(int64_t{v}) {}   // NOLINT(runtime/explicit)
+  Value(long v) : v_(int64_t{v}) {}  // NOLINT
+  Value(long long v) : v_(static_cast<int64_t>(v)) {}  // NOLINT
+  Value(unsigned v) : v_(int64_t{v}) {}                // NOLINT
+  Value(double v) : v_(v) {}                           // NOLINT
+  Value(float v) : v_(double{v}) {}                    // NOLINT
+  Value(const char* v) : v_(std::string(v)) {}         // NOLINT
+  Value(absl::string_view v) : v_(std::string(v)) {}   // NOLINT
+  Value(std::string v) : v_(std::move(v)) {}           // NOLINT
+  // Large unsigned values are not representable; refuse them at compile time
+  // rather than wrap.
+  Value(unsigned long) = delete;
+  Value(unsigned long long) = delete;
+
+  bool is_int() const { return std::holds_alternative<int64_t>(v_); }
+  bool is_float() const { return std::holds_alternative<double>(v_); }
+  bool is_string() const { return std::holds_alternative<std::string>(v_); }
+  int64_t int_value() const { return std::get<int64_t>(v_); }
+  double float_value() const { return std::get<double>(v_); }
+  const std::string& string_value() const { return std::get<std::string>(v_); }
+  // For messages: 42, 2.5, "ana" (escaped).
+  std::string DebugString() const;
+
+  friend bool operator==(const Value& a, const Value& b) {
+    return a.v_ == b.v_;
+  }
+
+ private:
+  std::variant<int64_t, double, std::string> v_;
+};
+
+class Schema {
+ public:
+  static constexpr int kMaxColumns = 64;
+  static constexpr size_t kMaxColumnNameBytes = 31;
+  static constexpr uint32_t kMaxStringBytes = 1u << 20;  // 1 MiB
+  static constexpr uint32_t kMaxKeyBytes = 1u << 16;     // 64 KiB
+  static constexpr uint32_t kDefaultMaxKeyBytes = 64;
+
+  class Builder {
+   public:
+    Builder& Int(absl::string_view name, uint32_t bytes = 8);
+    Builder& Float(absl::string_view name);
+    Builder& Float32(absl::string_view name);
+    Builder& String(absl::string_view name, uint32_t max_bytes);
+    Builder& Bytes(absl::string_view name, uint32_t max_bytes);
+    Builder& Column(ColumnSpec spec);
+    Builder& MaxKeyBytes(uint32_t bytes);
+    // Rows may carry an expiry time (Table::Set with a TTL); costs 8 bytes
+    // per row.
+    Builder& WithTtl(bool enabled = true);
+    // InvalidArgument naming the column for: no columns, more than
+    // kMaxColumns, an empty, too long or duplicate name, an int width other
+    // than 1/2/4/8, a float width other than 4/8, a string size of 0 or
+    // above kMaxStringBytes; and for MaxKeyBytes outside 1..kMaxKeyBytes.
+    absl::StatusOr<Schema> Build() const;
+
+   private:
+    std::vector<ColumnSpec> columns_;
+    uint32_t max_key_bytes_ = kDefaultMaxKeyBytes;
+    bool ttl_ = false;
+  };
+
+  int column_count() const { return static_cast<int>(rep_->columns.size()); }
+  const ColumnSpec& column(int index) const { return rep_->columns[index]; }
+  const std::vector<ColumnSpec>& columns() const { return rep_->columns; }
+  // The index of column `name`; InvalidArgument naming it when unknown.
+  absl::StatusOr<int> ColumnIndex(absl::string_view name) const;
+  uint32_t max_key_bytes() const { return rep_->max_key_bytes; }
+  bool ttl() const { return rep_->ttl; }
+
+  // A stable 64-bit digest of the schema (names, types, sizes, key size,
+  // TTL): what a segment's header stores and Attach compares.
+  uint64_t Fingerprint() const { return rep_->fingerprint; }
+  // "hits:int64, score:float64, user:string(32); key<=64; ttl"
+  std::string DebugString() const;
+  // What differs from `other`, for error messages ("" when equal).
+  std::string Diff(const Schema& other) const;
+
+  friend bool operator==(const Schema& a, const Schema& b) {
+    return a.Fingerprint() == b.Fingerprint() &&
+           a.DebugString() == b.DebugString();
+  }
+
+ private:
+  struct Rep {
+    std::vector<ColumnSpec> columns;
+    uint32_t max_key_bytes;
+    bool ttl;
+    uint64_t fingerprint;
+  };
+  explicit Schema(std::shared_ptr<const Rep> rep) : rep_(std::move(rep)) {}
+  std::shared_ptr<const Rep> rep_;
+};
+
+// Checks that `value` can be stored in `column` without loss: right type
+// (an integer is accepted for a float column when exactly representable),
+// int within the column's width, float32 round-trip, string within its
+// maximum. InvalidArgument naming the column otherwise.
+absl::Status CheckValueFits(const ColumnSpec& column, const Value& value);
+
+}  // namespace shmkit
+
+#endif  // SHMKIT_TABLE_SCHEMA_H_

@@ -1,0 +1,272 @@
+// The public Table API: argument checks and column resolution, then the core
+// (internal/table_core.cc holds the design and the mechanics).
+#include "shmkit/table/table.h"
+
+#include <vector>
+
+#include "absl/container/inlined_vector.h"
+#include "absl/strings/str_cat.h"
+#include "shmkit/ipc/internal/status_macros.h"
+#include "shmkit/table/internal/layout.h"
+#include "shmkit/table/internal/table_core.h"
+
+namespace shmkit {
+
+using internal::ResolvedField;
+using internal::TableCore;
+using internal::WriteMode;
+
+absl::StatusOr<int> ColumnRef::Resolve(const Schema& schema) const {
+  if (index_ >= 0) {
+    if (index_ >= schema.column_count()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "column index ", index_, " outside 0..", schema.column_count() - 1));
+    }
+    return index_;
+  }
+  if (index_ < -1) {
+    return absl::InvalidArgumentError(absl::StrCat("column index ", index_));
+  }
+  return schema.ColumnIndex(name_);
+}
+
+namespace {
+
+using Fields = absl::InlinedVector<ResolvedField, 8>;
+
+// Resolves and checks every value before anything is locked: a bad field
+// changes nothing.
+absl::StatusOr<Fields> Resolve(const Schema& schema,
+                               absl::Span<const FieldValue> values) {
+  Fields fields;
+  fields.reserve(values.size());
+  for (const FieldValue& v : values) {
+    SHMKIT_ASSIGN_OR_RETURN(int column, v.column.Resolve(schema));
+    for (const ResolvedField& f : fields) {
+      if (f.column == column) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "column \"", schema.column(column).name, "\" is given twice"));
+      }
+    }
+    SHMKIT_RETURN_IF_ERROR(CheckValueFits(schema.column(column), v.value));
+    fields.push_back({column, &v.value});
+  }
+  return fields;
+}
+
+}  // namespace
+
+absl::StatusOr<TablePlan> Table::Plan(const Schema& schema,
+                                      const TableOptions& options) {
+  SHMKIT_ASSIGN_OR_RETURN(
+      internal::SegmentPlan plan,
+      internal::PlanSegment(schema, options.capacity, options.buckets,
+                            options.registry_slots));
+  TablePlan out;
+  out.total_bytes = plan.total_bytes;
+  out.capacity = plan.capacity;
+  out.buckets = plan.bucket_count;
+  out.row_bytes = plan.row.stride;
+  out.rows_bytes = plan.capacity * plan.row.stride;
+  out.buckets_bytes = uint64_t{plan.bucket_count} * sizeof(internal::Bucket);
+  out.registry_bytes = plan.registry_bytes;
+  out.header_bytes = plan.total_bytes - out.rows_bytes - out.buckets_bytes -
+                     out.registry_bytes;
+  out.bytes_per_row = static_cast<double>(plan.total_bytes) / plan.capacity;
+  return out;
+}
+
+absl::StatusOr<Table> Table::Create(const Schema& schema,
+                                    const TableOptions& options) {
+  SHMKIT_ASSIGN_OR_RETURN(std::unique_ptr<TableCore> core,
+                          TableCore::Create(schema, options));
+  return Table(std::move(core));
+}
+
+absl::StatusOr<Table> Table::Attach(IpcKey key,
+                                    const TableAttachOptions& options) {
+  ObjectAttachOptions attach;
+  attach.read_only = options.read_only;
+  attach.expected_mode = options.expected_mode;
+  attach.init_timeout = options.init_timeout;
+  SHMKIT_ASSIGN_OR_RETURN(
+      Segment segment,
+      internal::AttachObjectSegment(key, -1, ObjectKind::kTable,
+                                    internal::kTableLayoutVersion, attach));
+  SHMKIT_ASSIGN_OR_RETURN(std::unique_ptr<TableCore> core,
+                          TableCore::Open(std::move(segment), options));
+  return Table(std::move(core));
+}
+
+absl::StatusOr<Table> Table::AttachId(int shmid,
+                                      const TableAttachOptions& options) {
+  ObjectAttachOptions attach;
+  attach.read_only = options.read_only;
+  attach.expected_mode = options.expected_mode;
+  attach.init_timeout = options.init_timeout;
+  SHMKIT_ASSIGN_OR_RETURN(Segment segment,
+                          internal::AttachObjectSegment(
+                              IpcKey::Private(), shmid, ObjectKind::kTable,
+                              internal::kTableLayoutVersion, attach));
+  SHMKIT_ASSIGN_OR_RETURN(std::unique_ptr<TableCore> core,
+                          TableCore::Open(std::move(segment), options));
+  return Table(std::move(core));
+}
+
+Table::Table(std::unique_ptr<TableCore> core) : core_(std::move(core)) {}
+Table::Table(Table&&) noexcept = default;
+Table& Table::operator=(Table&&) noexcept = default;
+Table::~Table() = default;
+
+const Schema& Table::schema() const { return core_->schema(); }
+const Segment& Table::segment() const { return core_->segment(); }
+
+absl::StatusOr<Row> Table::Get(absl::string_view key) const {
+  Row row;
+  SHMKIT_RETURN_IF_ERROR(Get(key, &row));
+  return row;
+}
+
+absl::Status Table::Get(absl::string_view key, Row* row) const {
+  SHMKIT_ASSIGN_OR_RETURN(bool found,
+                          core_->Read(key, TableCore::CopyWhat::kRow, -1, row));
+  if (!found) {
+    return absl::NotFoundError(
+        absl::StrCat("key not found (", key.size(), " bytes)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Value> Table::GetColumn(absl::string_view key,
+                                       ColumnRef column) const {
+  SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
+  Row row;
+  SHMKIT_ASSIGN_OR_RETURN(
+      bool found, core_->Read(key, TableCore::CopyWhat::kColumn, c, &row));
+  if (!found) {
+    return absl::NotFoundError(
+        absl::StrCat("key not found (", key.size(), " bytes)"));
+  }
+  return row.Get(c);
+}
+
+absl::StatusOr<bool> Table::Exists(absl::string_view key) const {
+  return core_->Read(key, TableCore::CopyWhat::kNothing, -1, nullptr);
+}
+
+absl::Status Table::Set(absl::string_view key,
+                        std::initializer_list<FieldValue> values,
+                        const SetOptions& options) {
+  return Set(key, absl::MakeConstSpan(values.begin(), values.size()), options);
+}
+absl::Status Table::Set(absl::string_view key,
+                        absl::Span<const FieldValue> values,
+                        const SetOptions& options) {
+  SHMKIT_ASSIGN_OR_RETURN(Fields fields, Resolve(core_->schema(), values));
+  return core_->Write(key, fields, WriteMode::kSet, options);
+}
+absl::Status Table::Add(absl::string_view key,
+                        std::initializer_list<FieldValue> values,
+                        const SetOptions& options) {
+  return Add(key, absl::MakeConstSpan(values.begin(), values.size()), options);
+}
+absl::Status Table::Add(absl::string_view key,
+                        absl::Span<const FieldValue> values,
+                        const SetOptions& options) {
+  SHMKIT_ASSIGN_OR_RETURN(Fields fields, Resolve(core_->schema(), values));
+  return core_->Write(key, fields, WriteMode::kAdd, options);
+}
+absl::Status Table::Update(absl::string_view key,
+                           std::initializer_list<FieldValue> values,
+                           const SetOptions& options) {
+  return Update(key, absl::MakeConstSpan(values.begin(), values.size()),
+                options);
+}
+absl::Status Table::Update(absl::string_view key,
+                           absl::Span<const FieldValue> values,
+                           const SetOptions& options) {
+  SHMKIT_ASSIGN_OR_RETURN(Fields fields, Resolve(core_->schema(), values));
+  return core_->Write(key, fields, WriteMode::kUpdate, options);
+}
+
+absl::Status Table::Del(absl::string_view key) {
+  return core_->Delete(key, nullptr);
+}
+
+absl::StatusOr<Row> Table::GetAndDelete(absl::string_view key) {
+  Row row;
+  SHMKIT_RETURN_IF_ERROR(core_->Delete(key, &row));
+  return row;
+}
+
+absl::StatusOr<int64_t> Table::Incr(absl::string_view key, ColumnRef column,
+                                    int64_t delta, const IncrOptions& options) {
+  SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
+  SHMKIT_ASSIGN_OR_RETURN(
+      Value v,
+      core_->Increment(key, c, Value(static_cast<long long>(delta)), options));
+  return v.int_value();
+}
+
+absl::StatusOr<int64_t> Table::Decr(absl::string_view key, ColumnRef column,
+                                    int64_t delta, const IncrOptions& options) {
+  if (delta == std::numeric_limits<int64_t>::min()) {
+    return absl::OutOfRangeError("cannot decrement by INT64_MIN");
+  }
+  return Incr(key, column, -delta, options);
+}
+
+absl::StatusOr<double> Table::IncrFloat(absl::string_view key, ColumnRef column,
+                                        double delta,
+                                        const IncrOptions& options) {
+  SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
+  if (!std::isfinite(delta)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("delta ", delta, " is not finite"));
+  }
+  SHMKIT_ASSIGN_OR_RETURN(Value v,
+                          core_->Increment(key, c, Value(delta), options));
+  return v.float_value();
+}
+
+absl::StatusOr<bool> Table::CompareAndSet(absl::string_view key,
+                                          ColumnRef column,
+                                          const Value& expected,
+                                          const Value& desired) {
+  SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
+  return core_->CompareAndSet(key, c, expected, desired);
+}
+
+absl::Status Table::Clear() { return core_->Clear(); }
+absl::StatusOr<uint64_t> Table::Sweep() { return core_->Sweep(); }
+uint64_t Table::Count() const { return core_->Count(); }
+
+absl::Status Table::ForEach(absl::FunctionRef<bool(const Row&)> fn) const {
+  uint64_t cursor = 0;
+  std::vector<Row> rows;
+  do {
+    rows.clear();
+    SHMKIT_ASSIGN_OR_RETURN(cursor, core_->ScanBuckets(cursor, 256, &rows));
+    for (const Row& row : rows) {
+      if (!fn(row)) return absl::OkStatus();
+    }
+  } while (cursor != 0);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ScanPage> Table::Scan(uint64_t cursor, size_t max_rows) const {
+  ScanPage page;
+  SHMKIT_ASSIGN_OR_RETURN(page.next_cursor,
+                          core_->ScanBuckets(cursor, max_rows, &page.rows));
+  return page;
+}
+
+TableStats Table::Stats() const { return core_->Stats(); }
+TableInspection Table::Inspect() const { return core_->Inspect(); }
+absl::StatusOr<uint64_t> Table::Recover() { return core_->Recover(); }
+absl::Status Table::CheckConsistency() const {
+  return core_->CheckConsistency();
+}
+absl::Status Table::Remove() { return core_->segment().Remove(); }
+
+}  // namespace shmkit

@@ -1,0 +1,304 @@
+// Table: a fixed-capacity hash table with typed columns in one System V
+// shared-memory segment, shared by the processes of a pre-forking server.
+//
+//   auto schema = shmkit::Schema::Builder()
+//                     .Int("hits").Float("score").String("user", 32).Build();
+//   auto table = shmkit::Table::Create(*schema, {.capacity = 1 << 20});
+//   // fork workers; in any of them:
+//   table->Set("sess:42", {{"user", "ana"}, {"hits", 1}});
+//   table->Incr("sess:42", "hits", 1);              // StatusOr<int64_t>
+//   absl::StatusOr<shmkit::Row> row = table->Get("sess:42");
+//
+// Promises:
+// - Capacity: exactly `capacity` live rows fit, whatever the keys; the next
+//   insert is ResourceExhausted and changes nothing. Rows live in a pool of
+//   exactly `capacity` rows, separate from the bucket index.
+// - Nothing is truncated: a key longer than the schema's MaxKeyBytes, a
+//   string longer than its column, an integer out of its column's width is
+//   InvalidArgument and changes nothing.
+// - Every operation is atomic with respect to every other on the same key,
+//   from any thread of any process. Locks are per bucket (an OwnerLock from
+//   ipc/); there is no table-wide lock on any per-key operation.
+// - Reads do not write shared memory: they copy optimistically under a
+//   per-bucket sequence number and take the bucket lock only after a bounded
+//   number of failed attempts.
+// - A process killed at any point of a write never leaves a torn row, a
+//   broken chain or a lost row: whoever next takes that bucket's lock
+//   restores the row from the dead writer's undo image (or finishes or rolls
+//   back its insert or delete), counts a recovery and goes on. A live lock
+//   holder is never overridden: after `lock_timeout` the waiter gets
+//   DeadlineExceeded.
+// - Iteration sees every row present for the whole iteration exactly once,
+//   each as a consistent copy, and always ends.
+//
+// Threads and fork: every call is safe from any number of threads. Create
+// before fork(); children use the inherited handle (each thread claims a slot
+// in the table's process registry on its first write). Keyed tables can be
+// attached by unrelated processes with Attach(); all processes sharing a table
+// must share a pid namespace. A Table handle is move-only.
+//
+// Lifetime: an anonymous table (the default) disappears when the last
+// process that has it exits. A keyed table persists until Remove().
+//
+// Errors (DESIGN.md section 7): InvalidArgument (bad key, column, value),
+// NotFound (key absent), AlreadyExists (Add of a present key; Create of a
+// used key), ResourceExhausted (table full), OutOfRange (Incr leaving the
+// column's range), DeadlineExceeded (a live process held the bucket lock
+// longer than lock_timeout), FailedPrecondition (attach: wrong magic, format,
+// layout, schema, owner or mode), DataLoss (the segment holds inconsistent
+// data that recovery could not explain).
+#ifndef SHMKIT_TABLE_TABLE_H_
+#define SHMKIT_TABLE_TABLE_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "shmkit/ipc/key.h"
+#include "shmkit/ipc/object.h"
+#include "shmkit/ipc/segment.h"
+#include "shmkit/table/row.h"
+#include "shmkit/table/schema.h"
+
+namespace shmkit {
+
+struct TableOptions {
+  // Rows the table holds, exactly. 1 .. 2^32 - 2.
+  uint64_t capacity = 0;
+  // Hash buckets (chains of rows). 0: 7/8 of capacity, so a full table's
+  // chains average 1.14 rows and the index costs 14 bytes per row. More
+  // buckets: shorter chains, 16 bytes per extra bucket.
+  uint64_t buckets = 0;
+  // Threads (over all processes) that may write at the same time: each
+  // holds a registry slot with room for one saved row. 1 .. 65534.
+  uint32_t registry_slots = 256;
+  // IPC_PRIVATE (anonymous, shared through fork) or a key for Attach().
+  IpcKey key = IpcKey::Private();
+  mode_t mode = 0600;
+  HugePages huge_pages = HugePages::kNo;
+  // How long a write (or a read that fell back to locking) waits for a
+  // bucket held by a live process before DeadlineExceeded.
+  absl::Duration lock_timeout = absl::Seconds(5);
+};
+
+struct TableAttachOptions {
+  bool read_only = false;  // reads only; writes fail
+  std::optional<mode_t> expected_mode = 0600;
+  // When set, the segment's schema must equal it (FailedPrecondition naming
+  // the differences otherwise).
+  std::optional<Schema> expected_schema = std::nullopt;
+  absl::Duration lock_timeout = absl::Seconds(5);
+  absl::Duration init_timeout = absl::Seconds(2);
+};
+
+// What a (schema, options) needs, without creating anything.
+struct TablePlan {
+  uint64_t total_bytes = 0;
+  uint64_t capacity = 0;
+  uint32_t buckets = 0;
+  uint32_t row_bytes = 0;       // stride of one row
+  uint64_t rows_bytes = 0;      // the row pool
+  uint64_t buckets_bytes = 0;   // the index
+  uint64_t registry_bytes = 0;  // process registry and undo areas
+  uint64_t header_bytes = 0;    // headers and schema
+  double bytes_per_row = 0;     // total_bytes / capacity
+};
+
+struct TableStats {
+  uint64_t capacity = 0;
+  uint64_t live_rows = 0;
+  uint64_t memory_bytes = 0;
+  double bytes_per_row = 0;
+  uint64_t buckets = 0;
+  uint64_t longest_chain = 0;
+  uint64_t failed_inserts = 0;     // ResourceExhausted answers
+  uint64_t lock_waits = 0;         // writes that found their bucket locked
+  uint64_t recoveries = 0;         // dead lock owners recovered from
+  uint64_t expired_reclaimed = 0;  // expired rows freed (reuse or Sweep)
+  uint64_t chain_repairs = 0;      // chains found broken and cut (0 unless
+                                   // the segment was corrupted)
+  uint64_t read_fallbacks = 0;     // optimistic reads that took the lock
+};
+
+// A column: by name (convenient) or by index from Schema::ColumnIndex
+// (no lookup on the hot path).
+class ColumnRef {
+ public:
+  ColumnRef(int index) : index_(index) {}                          // NOLINT
+  ColumnRef(absl::string_view name) : index_(-1), name_(name) {}   // NOLINT
+  ColumnRef(const char* name) : index_(-1), name_(name) {}         // NOLINT
+  ColumnRef(const std::string& name) : index_(-1), name_(name) {}  // NOLINT
+  absl::StatusOr<int> Resolve(const Schema& schema) const;
+
+ private:
+  int index_;
+  absl::string_view name_;
+};
+
+struct FieldValue {
+  ColumnRef column;
+  Value value;
+};
+
+struct SetOptions {
+  // Expire the row this long after the write (tables WithTtl only; must be
+  // positive). Unset: an inserted row never expires; an updated row keeps
+  // its expiry.
+  std::optional<absl::Duration> ttl = std::nullopt;
+};
+
+struct IncrOptions {
+  // Insert the row (other columns zero) when the key is absent, instead of
+  // NotFound. With `ttl`, a row created this way expires after it.
+  bool create = false;
+  std::optional<absl::Duration> ttl = std::nullopt;
+};
+
+// One page of a Scan.
+struct ScanPage {
+  std::vector<Row> rows;
+  uint64_t next_cursor = 0;  // pass to the next Scan; 0 when done
+};
+
+// Held locks and chain lengths, for tools (`shmkit stat`).
+struct TableInspection {
+  std::vector<uint64_t>
+      chain_histogram;  // [n] = buckets with n rows (last: >=)
+  struct HeldLock {
+    uint32_t bucket;
+    pid_t pid;
+    uint32_t slot;
+    bool owner_alive;
+  };
+  std::vector<HeldLock> held_locks;
+  uint32_t dead_pinned_slots = 0;  // crashed writers awaiting recovery
+};
+
+namespace internal {
+class TableCore;
+}
+
+class Table {
+ public:
+  // The bytes a table needs; InvalidArgument for bad options.
+  static absl::StatusOr<TablePlan> Plan(const Schema& schema,
+                                        const TableOptions& options);
+  // Creates the segment and formats it. AlreadyExists for a used key.
+  static absl::StatusOr<Table> Create(const Schema& schema,
+                                      const TableOptions& options);
+  // Attaches a keyed table (or one by segment id). The schema comes from the
+  // segment. FailedPrecondition when anything in the segment is not what
+  // this build expects (naming what differs).
+  static absl::StatusOr<Table> Attach(IpcKey key,
+                                      const TableAttachOptions& options = {});
+  static absl::StatusOr<Table> AttachId(int shmid,
+                                        const TableAttachOptions& options = {});
+
+  Table(Table&&) noexcept;
+  Table& operator=(Table&&) noexcept;
+  ~Table();
+
+  const Schema& schema() const;
+
+  // --- reads (never write shared memory on the fast path) -------------
+  absl::StatusOr<Row> Get(absl::string_view key) const;
+  // Overwrites `*row`; reuses its buffers (no allocation once warm).
+  absl::Status Get(absl::string_view key, Row* row) const;
+  absl::StatusOr<Value> GetColumn(absl::string_view key,
+                                  ColumnRef column) const;
+  absl::StatusOr<bool> Exists(absl::string_view key) const;
+
+  // --- writes ----------------------------------------------------------
+  // Insert or update. Insert: unnamed columns are zero / empty. Update:
+  // unnamed columns keep their values.
+  absl::Status Set(absl::string_view key,
+                   std::initializer_list<FieldValue> values,
+                   const SetOptions& options = {});
+  absl::Status Set(absl::string_view key, absl::Span<const FieldValue> values,
+                   const SetOptions& options = {});
+  // Insert only: AlreadyExists when present.
+  absl::Status Add(absl::string_view key,
+                   std::initializer_list<FieldValue> values,
+                   const SetOptions& options = {});
+  absl::Status Add(absl::string_view key, absl::Span<const FieldValue> values,
+                   const SetOptions& options = {});
+  // Update only: NotFound when absent.
+  absl::Status Update(absl::string_view key,
+                      std::initializer_list<FieldValue> values,
+                      const SetOptions& options = {});
+  absl::Status Update(absl::string_view key,
+                      absl::Span<const FieldValue> values,
+                      const SetOptions& options = {});
+  absl::Status Del(absl::string_view key);
+  absl::StatusOr<Row> GetAndDelete(absl::string_view key);
+
+  // Adds `delta` to an int column and returns the new value; OutOfRange
+  // (nothing changes) when the result leaves the column's width.
+  absl::StatusOr<int64_t> Incr(absl::string_view key, ColumnRef column,
+                               int64_t delta, const IncrOptions& options = {});
+  absl::StatusOr<int64_t> Decr(absl::string_view key, ColumnRef column,
+                               int64_t delta, const IncrOptions& options = {});
+  // The same for float columns; OutOfRange for a non-finite result.
+  absl::StatusOr<double> IncrFloat(absl::string_view key, ColumnRef column,
+                                   double delta,
+                                   const IncrOptions& options = {});
+  // Sets `column` to `desired` if it equals `expected`. Returns whether it
+  // did; NotFound when the key is absent.
+  absl::StatusOr<bool> CompareAndSet(absl::string_view key, ColumnRef column,
+                                     const Value& expected,
+                                     const Value& desired);
+
+  // Deletes every row (bucket by bucket; concurrent writers may add rows
+  // meanwhile).
+  absl::Status Clear();
+  // Frees every expired row; returns how many.
+  absl::StatusOr<uint64_t> Sweep();
+
+  // --- whole-table views ---------------------------------------------
+  // Live rows (expired rows not yet reclaimed included).
+  uint64_t Count() const;
+  // Calls `fn` for each row (a consistent copy) until it returns false.
+  // Rows present for the whole call are seen exactly once; `fn` may write
+  // to the table, deletes included.
+  absl::Status ForEach(absl::FunctionRef<bool(const Row&)> fn) const;
+  // Resumable iteration: up to about `max_rows` rows from `cursor` (0 to
+  // start); same guarantees across pages as ForEach.
+  absl::StatusOr<ScanPage> Scan(uint64_t cursor, size_t max_rows) const;
+  TableStats Stats() const;
+  TableInspection Inspect() const;
+
+  // Recovers every bucket whose lock holder died (normally done lazily by
+  // the next writer of that bucket). Returns the number of recoveries.
+  absl::StatusOr<uint64_t> Recover();
+  // Checks every invariant of the segment: chains well-formed and in range,
+  // each row in the chain of its key's bucket, no row reachable twice, row
+  // states and lengths valid, the live count equal to the rows in chains.
+  // Locks one bucket at a time; run it when writers are quiet for an exact
+  // answer. DataLoss describing the first violation.
+  absl::Status CheckConsistency() const;
+
+  // Removes a keyed table (attached processes keep using it until they
+  // detach).
+  absl::Status Remove();
+  const Segment& segment() const;
+
+ private:
+  explicit Table(std::unique_ptr<internal::TableCore> core);
+  std::unique_ptr<internal::TableCore> core_;
+};
+
+}  // namespace shmkit
+
+#endif  // SHMKIT_TABLE_TABLE_H_

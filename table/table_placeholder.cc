@@ -1,4 +1,0 @@
-// Replaced by the table implementation.
-namespace shmkit::internal {
-int table_placeholder = 0;
-}
