@@ -387,6 +387,15 @@ void ProcessRegistry::Pin(uint32_t slot) {
 void ProcessRegistry::Unpin(uint32_t slot) {
   if (slot < slot_count_) Store(slot_ref(slot).pinned, 0u);
 }
+uint32_t* ProcessRegistry::pin_word(uint32_t slot) const {
+  return &slot_ref(slot).pinned;
+}
+
+std::byte* ProcessRegistry::extra_base() const {
+  return reinterpret_cast<std::byte*>(header_) + sizeof(RegistryHeader) +
+         size_t{slot_count_} * sizeof(RegistrySlot);
+}
+
 bool ProcessRegistry::Pinned(uint32_t slot) const {
   return slot < slot_count_ && Load(slot_ref(slot).pinned) != 0;
 }

@@ -150,6 +150,12 @@ class ProcessRegistry {
   void Pin(uint32_t slot);
   void Unpin(uint32_t slot);
   bool Pinned(uint32_t slot) const;
+  // For hot paths that already hold a valid token (slot < slot_count()):
+  // the slot's pin word, accessed with atomic_ref, and the start of the
+  // extra areas (slot i's is at extra_base() + i * extra_stride()).
+  uint32_t* pin_word(uint32_t slot) const;
+  std::byte* extra_base() const;
+  size_t extra_stride() const { return extra_stride_; }
 
   // Who the token's slot belongs to now (for error messages and tools).
   SlotInfo Slot(uint32_t slot) const;

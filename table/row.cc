@@ -18,9 +18,19 @@ int64_t SignExtend(uint64_t raw, uint32_t bytes) {
 
 }  // namespace
 
+absl::string_view Row::key() const {
+  if (!present_) return {};
+  if (!key_in_bytes_) return key_;
+  // Validated when the row was read: the length fits MaxKeyBytes.
+  const uint64_t len = internal::LoadField(
+      bytes_.data(), layout_->key_len_offset, layout_->key_len_bytes);
+  return {reinterpret_cast<const char*>(bytes_.data()) + layout_->key_offset,
+          len};
+}
+
 absl::StatusOr<int> Row::Check(int column, ColumnType want,
                                ColumnType also) const {
-  if (!schema_.has_value() || layout_ == nullptr) {
+  if (!present_ || !schema_.has_value() || layout_ == nullptr) {
     return absl::FailedPreconditionError(
         "empty Row (nothing was read into it)");
   }
@@ -80,7 +90,7 @@ absl::StatusOr<absl::string_view> Row::GetString(int column) const {
 }
 
 absl::StatusOr<Value> Row::Get(int column) const {
-  if (!schema_.has_value()) {
+  if (!present_ || !schema_.has_value()) {
     return absl::FailedPreconditionError(
         "empty Row (nothing was read into it)");
   }
@@ -111,7 +121,7 @@ absl::StatusOr<Value> Row::Get(int column) const {
 
 #define SHMKIT_ROW_BY_NAME(Type, Method)                             \
   absl::StatusOr<Type> Row::Method(absl::string_view column) const { \
-    if (!schema_.has_value()) {                                      \
+    if (!present_ || !schema_.has_value()) {                         \
       return absl::FailedPreconditionError("empty Row");             \
     }                                                                \
     absl::StatusOr<int> index = schema_->ColumnIndex(column);        \
@@ -125,8 +135,8 @@ SHMKIT_ROW_BY_NAME(Value, Get)
 #undef SHMKIT_ROW_BY_NAME
 
 std::string Row::DebugString() const {
-  if (!schema_.has_value()) return "(empty row)";
-  std::string out = absl::StrCat("key=\"", absl::CEscape(key_), "\"");
+  if (!present_ || !schema_.has_value()) return "(empty row)";
+  std::string out = absl::StrCat("key=\"", absl::CEscape(key()), "\"");
   for (int c = 0; c < schema_->column_count(); ++c) {
     absl::StatusOr<Value> v = Get(c);
     absl::StrAppend(&out, " ", schema_->column(c).name, "=",

@@ -1,7 +1,8 @@
 // Row: a consistent copy of one table row (its key and every column),
 // decoded on demand. Owns its bytes; valid after the table is gone.
 // Reusable: Table::Get(key, &row) overwrites it without allocating once its
-// buffers have grown to the row size.
+// buffers have grown to the row size. After a read that found nothing, the
+// accessors return FailedPrecondition.
 #ifndef SHMKIT_TABLE_ROW_H_
 #define SHMKIT_TABLE_ROW_H_
 
@@ -27,7 +28,7 @@ class Row {
  public:
   Row() = default;
 
-  absl::string_view key() const { return key_; }
+  absl::string_view key() const;
   const Schema& schema() const { return *schema_; }
 
   // Column values by index (from Schema::ColumnIndex: the fast path) or by
@@ -55,6 +56,12 @@ class Row {
   std::optional<Schema> schema_;
   const internal::RowLayout* layout_ = nullptr;
   std::shared_ptr<const internal::RowLayout> layout_owner_;  // keeps it alive
+  // Whether the last read found a row (accessors refuse otherwise: after a
+  // miss the buffer holds leftovers).
+  bool present_ = false;
+  // The key: inside bytes_ (whole-row copies: no separate copy) or in key_
+  // (single-column reads, which copy only that column).
+  bool key_in_bytes_ = false;
   std::string key_;
   std::vector<std::byte> bytes_;  // the row's bytes, 8-aligned copy
   std::optional<absl::Time> expires_at_;

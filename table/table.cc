@@ -68,7 +68,7 @@ absl::StatusOr<TablePlan> Table::Plan(const Schema& schema,
   out.buckets = plan.bucket_count;
   out.row_bytes = plan.row.stride;
   out.rows_bytes = plan.capacity * plan.row.stride;
-  out.buckets_bytes = uint64_t{plan.bucket_count} * sizeof(internal::Bucket);
+  out.buckets_bytes = uint64_t{plan.bucket_count} * internal::kBucketBytes;
   out.registry_bytes = plan.registry_bytes;
   out.header_bytes = plan.total_bytes - out.rows_bytes - out.buckets_bytes -
                      out.registry_bytes;
@@ -127,9 +127,12 @@ absl::StatusOr<Row> Table::Get(absl::string_view key) const {
   return row;
 }
 
+absl::StatusOr<bool> Table::Find(absl::string_view key, Row* row) const {
+  return core_->FindRow(key, row);
+}
+
 absl::Status Table::Get(absl::string_view key, Row* row) const {
-  SHMKIT_ASSIGN_OR_RETURN(bool found,
-                          core_->Read(key, TableCore::CopyWhat::kRow, -1, row));
+  SHMKIT_ASSIGN_OR_RETURN(bool found, core_->FindRow(key, row));
   if (!found) {
     return absl::NotFoundError(
         absl::StrCat("key not found (", key.size(), " bytes)"));
@@ -202,10 +205,14 @@ absl::StatusOr<Row> Table::GetAndDelete(absl::string_view key) {
 absl::StatusOr<int64_t> Table::Incr(absl::string_view key, ColumnRef column,
                                     int64_t delta, const IncrOptions& options) {
   SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
-  SHMKIT_ASSIGN_OR_RETURN(
-      Value v,
-      core_->Increment(key, c, Value(static_cast<long long>(delta)), options));
-  return v.int_value();
+  // Options that need checking or a TTL take the general path; `create`
+  // matters only when the key is absent, which the fast path leaves alone.
+  if (!options.ttl.has_value() && core_->schema().column(c).is_integer()) {
+    if (std::optional<int64_t> v = core_->TryFastIncrement(key, c, delta)) {
+      return *v;
+    }
+  }
+  return core_->IncrementInt(key, c, delta, options);
 }
 
 absl::StatusOr<int64_t> Table::Decr(absl::string_view key, ColumnRef column,
@@ -224,9 +231,7 @@ absl::StatusOr<double> Table::IncrFloat(absl::string_view key, ColumnRef column,
     return absl::InvalidArgumentError(
         absl::StrCat("delta ", delta, " is not finite"));
   }
-  SHMKIT_ASSIGN_OR_RETURN(Value v,
-                          core_->Increment(key, c, Value(delta), options));
-  return v.float_value();
+  return core_->IncrementFloat(key, c, delta, options);
 }
 
 absl::StatusOr<bool> Table::CompareAndSet(absl::string_view key,

@@ -124,7 +124,8 @@ struct TableStats {
   uint64_t buckets = 0;
   uint64_t longest_chain = 0;
   uint64_t failed_inserts = 0;     // ResourceExhausted answers
-  uint64_t lock_waits = 0;         // writes that found their bucket locked
+  uint64_t lock_waits = 0;         // lock attempts that found the lock held
+                                   // (including those that timed out)
   uint64_t recoveries = 0;         // dead lock owners recovered from
   uint64_t expired_reclaimed = 0;  // expired rows freed (reuse or Sweep)
   uint64_t chain_repairs = 0;      // chains found broken and cut (0 unless
@@ -216,6 +217,9 @@ class Table {
   absl::StatusOr<Row> Get(absl::string_view key) const;
   // Overwrites `*row`; reuses its buffers (no allocation once warm).
   absl::Status Get(absl::string_view key, Row* row) const;
+  // Like Get, but absence is `false` rather than NotFound: no Status is
+  // allocated for a miss. The fastest lookup.
+  absl::StatusOr<bool> Find(absl::string_view key, Row* row) const;
   absl::StatusOr<Value> GetColumn(absl::string_view key,
                                   ColumnRef column) const;
   absl::StatusOr<bool> Exists(absl::string_view key) const;

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "absl/base/attributes.h"
 #include "absl/numeric/int128.h"
 #include "absl/strings/string_view.h"
 
@@ -39,14 +40,27 @@ inline uint64_t LoadLittle64(const char* p) {
   return v;
 }
 
-// Up to 7 bytes, zero-padded, little-endian.
-inline uint64_t LoadTail(const char* p, size_t n) {
-  uint64_t v = 0;
-  std::memcpy(&v, p, n);
+inline uint32_t LoadLittle32(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
   return v;
 }
 
-inline uint64_t StableHash(absl::string_view key) {
+// Up to 7 bytes, zero-padded, little-endian: the same value as copying them
+// into a zeroed word, without a variable-length copy. Overlapping loads are
+// fine: an overlapping byte lands on the same bit positions both times.
+inline uint64_t LoadTail(const char* p, size_t n) {
+  if (n >= 4) {
+    return uint64_t{LoadLittle32(p)} |
+           (uint64_t{LoadLittle32(p + n - 4)} << (8 * (n - 4)));
+  }
+  if (n == 0) return 0;
+  const auto* u = reinterpret_cast<const unsigned char*>(p);
+  return uint64_t{u[0]} | (uint64_t{u[n / 2]} << (8 * (n / 2))) |
+         (uint64_t{u[n - 1]} << (8 * (n - 1)));
+}
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint64_t StableHash(absl::string_view key) {
   const char* p = key.data();
   size_t n = key.size();
   uint64_t state = kHashK0 ^ FoldedMultiply(n ^ kHashK1, kHashK2);

@@ -133,7 +133,9 @@ absl::StatusOr<SegmentPlan> PlanSegment(const Schema& schema, uint64_t capacity,
   plan.shards_offset = RoundUp(offset, kCacheLineBytes);
   offset = plan.shards_offset + uint64_t{plan.shard_count} * sizeof(FreeShard);
   plan.buckets_offset = RoundUp(offset, kCacheLineBytes);
-  offset = plan.buckets_offset + buckets * sizeof(Bucket);
+  plan.bucket_locks_offset = RoundUp(
+      plan.buckets_offset + buckets * sizeof(uint64_t), kCacheLineBytes);
+  offset = plan.bucket_locks_offset + buckets * sizeof(uint64_t);
   plan.rows_offset = RoundUp(offset, kCacheLineBytes);
   uint64_t rows_bytes = 0;
   if (__builtin_mul_overflow(capacity, uint64_t{plan.row.stride},

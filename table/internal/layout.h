@@ -12,7 +12,9 @@
 //   ProcessRegistry         header + slots + per-slot SlotArea (undo record
 //                           and saved row bytes)
 //   FreeShard[shard_count]  64 B each: lock word, free-list head and count
-//   Bucket[bucket_count]    16 B each: lock word, seqlock counter, chain head
+//   bucket words[B]         8 B each: seqlock counter and chain head, what
+//                           readers load (one word, so one cache miss)
+//   bucket locks[B]         8 B each: the OwnerLock words, writers only
 //   rows[capacity]          row_stride bytes each
 //
 // Free rows are kept in up to 64 free-list shards, each behind its own
@@ -48,14 +50,22 @@ namespace shmkit::internal {
 
 inline constexpr uint32_t kTableLayoutVersion = 1;
 
-struct Bucket {
-  uint64_t lock;  // OwnerLock word (ipc/owner_lock.h); 0 = unlocked
-  uint32_t seq;   // seqlock: odd while a writer changes this bucket
-  uint32_t head;  // first row index + 1; 0 = empty
-};
-static_assert(sizeof(Bucket) == 16 && std::is_trivially_copyable_v<Bucket>,
-              "four buckets per cache line; the lock word first and 8-byte "
-              "aligned because it is a 64-bit atomic");
+// A bucket as readers see it: one 8-byte word, loaded whole.
+//   bits  0..31  seq: odd while a writer changes the bucket (seqlock)
+//   bits 32..63  head: first row index + 1; 0 = empty
+// Only the holder of the bucket's lock (a separate array, so readers never
+// load lock words) stores it. Splitting the two halves the index memory
+// readers touch (7 MB instead of 14 MB for workload W), so more of it stays
+// in cache.
+constexpr uint32_t SeqOf(uint64_t word) { return static_cast<uint32_t>(word); }
+constexpr uint32_t HeadOf(uint64_t word) {
+  return static_cast<uint32_t>(word >> 32);
+}
+constexpr uint64_t BucketWord(uint32_t seq, uint32_t head) {
+  return (uint64_t{head} << 32) | seq;
+}
+// Bytes of index per bucket: its word and its lock word.
+inline constexpr size_t kBucketBytes = 16;
 
 inline constexpr uint32_t kTableFlagTtl = 1;
 
@@ -84,7 +94,7 @@ struct TableHeader {
   uint32_t shard_count;
   uint32_t reserved0a;
   uint64_t shards_offset;
-  uint64_t reserved0[1];
+  uint64_t bucket_locks_offset;
   // Statistics (atomic counters; rare events only, so sharing is fine).
   alignas(64) uint64_t failed_inserts;
   uint64_t lock_waits;
@@ -190,6 +200,7 @@ struct SegmentPlan {
   uint32_t shard_count = 0;
   uint64_t shards_offset = 0;
   uint64_t buckets_offset = 0;
+  uint64_t bucket_locks_offset = 0;
   uint64_t rows_offset = 0;
   uint64_t total_bytes = 0;
 };

@@ -34,42 +34,65 @@ inline void StoreWord(std::byte* aligned, uint64_t value) {
 }
 
 // Copies `n` bytes starting at `row + offset` into `dst`. `row` is 8-aligned.
+// Whole words move with one load and one (inlined) 8-byte copy each; only
+// the partial words at either end go byte by byte.
 inline void SharedRead(const std::byte* row, uint32_t offset, void* dst,
                        size_t n) {
   auto* out = static_cast<unsigned char*>(dst);
   size_t pos = offset;
   const size_t end = offset + n;
-  while (pos < end) {
+  if ((pos & 7) != 0 && pos < end) {
     const size_t word_start = pos & ~size_t{7};
     const uint64_t w = LoadWord(row + word_start);
-    const size_t from = pos - word_start;
-    const size_t take = std::min<size_t>(8 - from, end - pos);
-    std::memcpy(out, reinterpret_cast<const unsigned char*>(&w) + from, take);
-    out += take;
-    pos += take;
+    const auto* src = reinterpret_cast<const unsigned char*>(&w);
+    for (size_t i = pos - word_start; i < 8 && pos < end; ++i, ++pos)
+      *out++ = src[i];
+  }
+  for (; pos + 32 <= end; pos += 32, out += 32) {
+    const uint64_t w0 = LoadWord(row + pos), w1 = LoadWord(row + pos + 8),
+                   w2 = LoadWord(row + pos + 16), w3 = LoadWord(row + pos + 24);
+    std::memcpy(out, &w0, 8);
+    std::memcpy(out + 8, &w1, 8);
+    std::memcpy(out + 16, &w2, 8);
+    std::memcpy(out + 24, &w3, 8);
+  }
+  for (; pos + 8 <= end; pos += 8, out += 8) {
+    const uint64_t w = LoadWord(row + pos);
+    std::memcpy(out, &w, 8);
+  }
+  if (pos < end) {
+    const uint64_t w = LoadWord(row + pos);
+    const auto* src = reinterpret_cast<const unsigned char*>(&w);
+    for (size_t i = 0; pos < end; ++i, ++pos) *out++ = src[i];
   }
 }
 
-// Writes `n` bytes from `src` at `row + offset`. Caller holds the lock.
+// Writes `n` bytes from `src` at `row + offset`. Caller holds the lock, so
+// partial words can be merged (load, patch, store) without a race.
 inline void SharedWrite(std::byte* row, uint32_t offset, const void* src,
                         size_t n) {
-  auto* in = static_cast<const unsigned char*>(src);
+  const auto* in = static_cast<const unsigned char*>(src);
   size_t pos = offset;
   const size_t end = offset + n;
-  while (pos < end) {
+  if ((pos & 7) != 0 && pos < end) {
     const size_t word_start = pos & ~size_t{7};
-    const size_t from = pos - word_start;
-    const size_t take = std::min<size_t>(8 - from, end - pos);
-    uint64_t w;
-    if (take == 8) {
-      std::memcpy(&w, in, 8);
-    } else {
-      w = LoadWord(row + word_start);
-      std::memcpy(reinterpret_cast<unsigned char*>(&w) + from, in, take);
-    }
+    uint64_t w = LoadWord(row + word_start);
+    auto* dst = reinterpret_cast<unsigned char*>(&w);
+    for (size_t i = pos - word_start; i < 8 && pos < end; ++i, ++pos)
+      dst[i] = *in++;
     StoreWord(row + word_start, w);
-    in += take;
-    pos += take;
+  }
+  for (; pos + 8 <= end; pos += 8, in += 8) {
+    uint64_t w;
+    std::memcpy(&w, in, 8);
+    StoreWord(row + pos, w);
+  }
+  if (pos < end) {
+    const size_t tail = pos;  // 8-aligned here
+    uint64_t w = LoadWord(row + tail);
+    auto* dst = reinterpret_cast<unsigned char*>(&w);
+    for (size_t i = 0; pos < end; ++i, ++pos) dst[i] = *in++;
+    StoreWord(row + tail, w);
   }
 }
 
@@ -91,19 +114,73 @@ inline bool SharedEquals(const std::byte* row, uint32_t offset,
   const auto* in = static_cast<const unsigned char*>(data);
   size_t pos = offset;
   const size_t end = offset + n;
-  while (pos < end) {
+  if ((pos & 7) != 0 && pos < end) {
     const size_t word_start = pos & ~size_t{7};
     const uint64_t w = LoadWord(row + word_start);
-    const size_t from = pos - word_start;
-    const size_t take = std::min<size_t>(8 - from, end - pos);
-    if (std::memcmp(reinterpret_cast<const unsigned char*>(&w) + from, in,
-                    take) != 0) {
-      return false;
+    const auto* src = reinterpret_cast<const unsigned char*>(&w);
+    for (size_t i = pos - word_start; i < 8 && pos < end; ++i, ++pos) {
+      if (src[i] != *in++) return false;
     }
-    in += take;
-    pos += take;
+  }
+  for (; pos + 8 <= end; pos += 8, in += 8) {
+    uint64_t want;
+    std::memcpy(&want, in, 8);
+    if (LoadWord(row + pos) != want) return false;
+  }
+  if (pos < end) {
+    const uint64_t w = LoadWord(row + pos);
+    const auto* src = reinterpret_cast<const unsigned char*>(&w);
+    for (size_t i = 0; pos < end; ++i, ++pos) {
+      if (src[i] != *in++) return false;
+    }
   }
   return true;
+}
+
+// Copies `words` aligned 8-byte words from shared `src` to private `dst`.
+inline void SharedReadWords(const std::byte* src, std::byte* dst,
+                            size_t words) {
+  size_t i = 0;
+  for (; i + 4 <= words; i += 4) {
+    const uint64_t w0 = LoadWord(src + 8 * i), w1 = LoadWord(src + 8 * i + 8),
+                   w2 = LoadWord(src + 8 * i + 16),
+                   w3 = LoadWord(src + 8 * i + 24);
+    std::memcpy(dst + 8 * i, &w0, 8);
+    std::memcpy(dst + 8 * i + 8, &w1, 8);
+    std::memcpy(dst + 8 * i + 16, &w2, 8);
+    std::memcpy(dst + 8 * i + 24, &w3, 8);
+  }
+  for (; i < words; ++i) {
+    const uint64_t w = LoadWord(src + 8 * i);
+    std::memcpy(dst + 8 * i, &w, 8);
+  }
+}
+
+// Plain (private memory) byte comparison, 8 bytes at a time.
+inline bool BytesEqual(const void* a, const void* b, size_t n) {
+  const auto* x = static_cast<const unsigned char*>(a);
+  const auto* y = static_cast<const unsigned char*>(b);
+  for (; n >= 8; n -= 8, x += 8, y += 8) {
+    uint64_t u, v;
+    std::memcpy(&u, x, 8);
+    std::memcpy(&v, y, 8);
+    if (u != v) return false;
+  }
+  for (; n > 0; --n) {
+    if (*x++ != *y++) return false;
+  }
+  return true;
+}
+
+// A little-endian field read from private memory (a row copy).
+inline uint64_t PlainField(const std::byte* row, uint32_t offset,
+                           uint32_t bytes) {
+  const uint32_t word_start = offset & ~uint32_t{7};
+  uint64_t w;
+  std::memcpy(&w, row + word_start, 8);
+  const uint64_t mask =
+      bytes >= 8 ? ~uint64_t{0} : (uint64_t{1} << (bytes * 8)) - 1;
+  return (w >> ((offset - word_start) * 8)) & mask;
 }
 
 // Little-endian unsigned field of 1, 2, 4 or 8 bytes at an offset aligned

@@ -80,6 +80,7 @@
 #include <cstring>
 #include <limits>
 
+#include "absl/base/optimization.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -116,12 +117,6 @@ int64_t ExpiryFor(const std::optional<absl::Duration>& ttl) {
   return NowMs() + std::max<int64_t>(1, absl::ToInt64Milliseconds(*ttl));
 }
 
-int64_t SignExtend(uint64_t raw, uint32_t bytes) {
-  if (bytes >= 8) return static_cast<int64_t>(raw);
-  const int shift = 64 - static_cast<int>(bytes) * 8;
-  return static_cast<int64_t>(raw << shift) >> shift;
-}
-
 thread_local std::vector<std::byte> tls_row_buffer;
 
 }  // namespace
@@ -152,35 +147,44 @@ class TableCore::Guard {
   OwnerToken me_;
 };
 
+absl::StatusOr<TableCore::Guard> TableCore::LockWord(uint64_t* word,
+                                                     absl::string_view what,
+                                                     uint32_t index,
+                                                     OwnerToken me,
+                                                     LockResult* result) const {
+  absl::StatusOr<LockResult> r =
+      OwnerLock(word, &registry_).Lock(me, lock_timeout_);
+  // Counted whether the wait ended in the lock or in DeadlineExceeded.
+  if (!r.ok() || r->waited) {
+    Ref(header_->lock_waits).fetch_add(1, std::memory_order_relaxed);
+  }
+  if (!r.ok()) {
+    return absl::Status(r.status().code(), absl::StrCat(what, " ", index, ": ",
+                                                        r.status().message()));
+  }
+  *result = *r;
+  return Guard(word, &registry_, me);
+}
+
 absl::StatusOr<TableCore::Guard> TableCore::LockBucket(uint32_t b,
                                                        OwnerToken me) const {
-  OwnerLock lock(&bucket(b).lock, &registry_);
-  absl::StatusOr<LockResult> result = lock.Lock(me, lock_timeout_);
-  if (!result.ok()) {
-    return absl::Status(
-        result.status().code(),
-        absl::StrCat("bucket ", b, ": ", result.status().message()));
+  // Uncontended: one CAS, nothing else.
+  if (OwnerLock(bucket_lock(b), &registry_).TryLock(me)) {
+    return Guard(bucket_lock(b), &registry_, me);
   }
-  if (result->waited)
-    Ref(header_->lock_waits).fetch_add(1, std::memory_order_relaxed);
-  Guard guard(&bucket(b).lock, &registry_, me);
-  if (result->took_over) RecoverBucket(b, result->dead_owner, me);
+  LockResult result;
+  SHMKIT_ASSIGN_OR_RETURN(Guard guard,
+                          LockWord(bucket_lock(b), "bucket", b, me, &result));
+  if (result.took_over) RecoverBucket(b, result.dead_owner, me);
   return guard;
 }
 
 absl::StatusOr<TableCore::Guard> TableCore::LockShard(uint32_t s,
                                                       OwnerToken me) const {
-  OwnerLock lock(&shard(s).lock, &registry_);
-  absl::StatusOr<LockResult> result = lock.Lock(me, lock_timeout_);
-  if (!result.ok()) {
-    return absl::Status(
-        result.status().code(),
-        absl::StrCat("free shard ", s, ": ", result.status().message()));
-  }
-  if (result->waited)
-    Ref(header_->lock_waits).fetch_add(1, std::memory_order_relaxed);
-  Guard guard(&shard(s).lock, &registry_, me);
-  if (result->took_over) RecoverShard(s, result->dead_owner);
+  LockResult result;
+  SHMKIT_ASSIGN_OR_RETURN(
+      Guard guard, LockWord(&shard(s).lock, "free shard", s, me, &result));
+  if (result.took_over) RecoverShard(s, result.dead_owner);
   return guard;
 }
 
@@ -228,6 +232,7 @@ absl::StatusOr<std::unique_ptr<TableCore>> TableCore::Create(
   h->schema_offset = plan->schema_offset;
   h->registry_offset = plan->registry_offset;
   h->buckets_offset = plan->buckets_offset;
+  h->bucket_locks_offset = plan->bucket_locks_offset;
   h->rows_offset = plan->rows_offset;
   h->total_bytes = plan->total_bytes;
   h->key_offset = row.key_offset;
@@ -255,14 +260,16 @@ absl::StatusOr<std::unique_ptr<TableCore>> TableCore::Create(
       ProcessRegistry::Format(
           segment.bytes().subspan(plan->registry_offset, plan->registry_bytes),
           plan->registry_slots, plan->slot_area_bytes));
-  // Every row starts free: deal rows to the shards round-robin, each shard's
-  // list in increasing row order. Touching every row here also commits the
-  // memory now rather than at some later insert.
+  // Every row starts free. Shard s gets a contiguous block of rows, its list
+  // in increasing order, so the rows one thread inserts (from its home shard)
+  // sit together in memory: fewer pages, fewer TLB misses. Touching every
+  // row here also commits the memory now rather than at some later insert.
   auto* shards = reinterpret_cast<FreeShard*>(base + plan->shards_offset);
   std::byte* rows = base + plan->rows_offset;
   const uint32_t n_shards = plan->shard_count;
+  const uint64_t per_shard = (plan->capacity + n_shards - 1) / n_shards;
   for (uint64_t r = plan->capacity; r-- > 0;) {
-    FreeShard& s = shards[r % n_shards];
+    FreeShard& s = shards[r / per_shard];
     StoreField(rows + r * row.stride, row.next_offset, 4, s.head);
     s.head = static_cast<uint32_t>(r + 1);
     ++s.count;
@@ -300,8 +307,9 @@ absl::StatusOr<std::unique_ptr<TableCore>> TableCore::Open(
                      "; this build reads ", kTableLayoutVersion));
   }
   if (h.column_count < 1 || h.column_count > Schema::kMaxColumns ||
-      h.schema_offset + uint64_t{h.column_count} * sizeof(ColumnDescriptor) >
-          segment.size()) {
+      h.schema_offset > segment.size() ||
+      uint64_t{h.column_count} * sizeof(ColumnDescriptor) >
+          segment.size() - h.schema_offset) {
     return absl::FailedPreconditionError(
         absl::StrCat(where(), " has a corrupt schema block (", h.column_count,
                      " columns at ", h.schema_offset, ")"));
@@ -353,6 +361,7 @@ absl::StatusOr<std::unique_ptr<TableCore>> TableCore::Open(
       plan->shards_offset == h.shards_offset &&
       plan->shard_count == h.shard_count &&
       plan->buckets_offset == h.buckets_offset &&
+      plan->bucket_locks_offset == h.bucket_locks_offset &&
       plan->rows_offset == h.rows_offset && row.key_offset == h.key_offset &&
       row.key_len_offset == h.key_len_offset &&
       row.key_len_bytes == h.key_len_bytes &&
@@ -398,9 +407,29 @@ void TableCore::Bind(const SegmentPlan& plan) {
   bucket_count_ = plan.bucket_count;
   shard_count_ = plan.shard_count;
   stride_ = plan.row.stride;
-  buckets_ = reinterpret_cast<Bucket*>(base + plan.buckets_offset);
+  stride_words_ = plan.row.stride / 8;
+  areas_ = registry_.extra_base();
+  area_stride_ = registry_.extra_stride();
+  bucket_words_ = reinterpret_cast<uint64_t*>(base + plan.buckets_offset);
+  bucket_locks_ = reinterpret_cast<uint64_t*>(base + plan.bucket_locks_offset);
   shards_ = reinterpret_cast<FreeShard*>(base + plan.shards_offset);
   rows_ = base + plan.rows_offset;
+  const RowLayout& row = plan.row;
+  max_key_bytes_ = schema_.max_key_bytes();
+  key_offset_ = row.key_offset;
+  key_len_offset_ = row.key_len_offset;
+  key_len_bytes_ = row.key_len_bytes;
+  next_offset_ = row.next_offset;
+  has_expiry_ = row.has_expiry;
+  expiry_offset_ = row.has_expiry ? row.expiry_offset : 0;
+  text_columns_.clear();
+  for (int c = 0; c < schema_.column_count(); ++c) {
+    const ColumnSpec& spec = schema_.column(c);
+    if (spec.is_text()) {
+      text_columns_.push_back(
+          {c, row.columns[c].len_offset, row.columns[c].len_bytes, spec.size});
+    }
+  }
 }
 
 void TableCore::PrepareRow(Row* out) const {
@@ -413,11 +442,13 @@ void TableCore::PrepareRow(Row* out) const {
 }
 
 SlotArea& TableCore::area(uint32_t slot) const {
-  return *reinterpret_cast<SlotArea*>(registry_.Extra(slot).data());
+  // Callers pass slots of tokens they hold or read from a record that was
+  // checked against the registry's slot count.
+  return *reinterpret_cast<SlotArea*>(areas_ + slot * area_stride_);
 }
 
 std::byte* TableCore::area_image(uint32_t slot) const {
-  return registry_.Extra(slot).data() + sizeof(SlotArea);
+  return areas_ + slot * area_stride_ + sizeof(SlotArea);
 }
 
 // ---------------------------------------------------------------------------
@@ -434,21 +465,6 @@ uint32_t TableCore::RowState(uint32_t r) const {
 }
 void TableCore::SetRowState(uint32_t r, uint32_t state) const {
   StoreField(row_ptr(r), layout_->state_offset, 2, state);
-}
-
-bool TableCore::RowKeyEquals(const std::byte* row,
-                             absl::string_view key) const {
-  const uint64_t len =
-      LoadField(row, layout_->key_len_offset, layout_->key_len_bytes);
-  return len == key.size() &&
-         SharedEquals(row, layout_->key_offset, key.data(), key.size());
-}
-
-bool TableCore::RowExpired(const std::byte* row, int64_t now_ms) const {
-  if (!layout_->has_expiry) return false;
-  const int64_t expiry =
-      static_cast<int64_t>(LoadField(row, layout_->expiry_offset, 8));
-  return expiry != 0 && expiry <= now_ms;
 }
 
 absl::Status TableCore::CheckKey(absl::string_view key) const {
@@ -471,33 +487,6 @@ absl::Status TableCore::CheckWritable() const {
 // ---------------------------------------------------------------------------
 // Reads
 
-absl::Status TableCore::ValidateCopy(const Row& row, CopyWhat what,
-                                     int column) const {
-  // The copy passed the seqlock check, so it is one consistent row; its
-  // lengths still come from shared memory and are checked before any use.
-  auto check_text = [&](int c) -> absl::Status {
-    const ColumnSpec& spec = schema_.column(c);
-    if (!spec.is_text()) return absl::OkStatus();
-    const RowLayout::Column& lc = layout_->columns[c];
-    const uint64_t len =
-        LoadField(row.bytes_.data(), lc.len_offset, lc.len_bytes);
-    if (len > spec.size) {
-      return absl::DataLossError(absl::StrCat(
-          "row \"", absl::CEscape(row.key_), "\": column \"", spec.name,
-          "\" claims ", len, " bytes, more than its ", spec.size));
-    }
-    return absl::OkStatus();
-  };
-  if (what == CopyWhat::kRow) {
-    for (int c = 0; c < schema_.column_count(); ++c) {
-      SHMKIT_RETURN_IF_ERROR(check_text(c));
-    }
-  } else if (what == CopyWhat::kColumn) {
-    SHMKIT_RETURN_IF_ERROR(check_text(column));
-  }
-  return absl::OkStatus();
-}
-
 void TableCore::FillExpiry(Row* row) const {
   row->expires_at_.reset();
   if (!layout_->has_expiry) return;
@@ -516,77 +505,149 @@ absl::Status TableCore::CopyOut(const std::byte* shared_row,
   if (what == CopyWhat::kRow) {
     SharedRead(shared_row, 0, row->bytes_.data(), stride_);
   } else {
-    const RowLayout::Column& lc = layout_->columns[column];
-    const ColumnSpec& spec = schema_.column(column);
-    if (spec.is_text()) {
-      SharedRead(shared_row, lc.len_offset, row->bytes_.data() + lc.len_offset,
-                 lc.len_bytes);
-      SharedRead(shared_row, lc.offset, row->bytes_.data() + lc.offset,
-                 spec.size);
-    } else {
-      SharedRead(shared_row, lc.offset, row->bytes_.data() + lc.offset,
-                 spec.size);
-    }
-    if (layout_->has_expiry) {
-      SharedRead(shared_row, layout_->expiry_offset,
-                 row->bytes_.data() + layout_->expiry_offset, 8);
-    }
+    CopyColumn(shared_row, column, row);
   }
-  row->key_.assign(key.data(), key.size());
-  FillExpiry(row);
+  FinishRow(key, what, row);
   return absl::OkStatus();
+}
+
+TableCore::Probe TableCore::ProbeChain(uint32_t head, absl::string_view key,
+                                       int64_t now_ms, CopyWhat what,
+                                       int column, Row* row) const {
+  uint32_t r = head;
+  for (uint64_t steps = 0; r != 0; ++steps) {
+    if (r > capacity_ || steps >= capacity_) return Probe::kBroken;
+    const std::byte* p = row_ptr(r - 1);
+    if (RowKeyEquals(p, key)) {
+      if (RowExpired(p, now_ms)) return Probe::kAbsent;
+      if (what == CopyWhat::kRow) {
+        SharedRead(p, 0, row->bytes_.data(), stride_);
+      } else if (what == CopyWhat::kColumn) {
+        CopyColumn(p, column, row);
+      }
+      return Probe::kFound;
+    }
+    r = static_cast<uint32_t>(LoadField(p, next_offset_, 4));
+  }
+  return Probe::kAbsent;
+}
+
+void TableCore::CopyColumn(const std::byte* p, int column, Row* row) const {
+  const RowLayout::Column& lc = layout_->columns[column];
+  const ColumnSpec& spec = schema_.column(column);
+  std::byte* out = row->bytes_.data();
+  if (spec.is_text()) {
+    SharedRead(p, lc.len_offset, out + lc.len_offset, lc.len_bytes);
+  }
+  SharedRead(p, lc.offset, out + lc.offset, spec.size);
+  if (has_expiry_) SharedRead(p, expiry_offset_, out + expiry_offset_, 8);
+}
+
+void TableCore::FinishRow(absl::string_view key, CopyWhat what,
+                          Row* row) const {
+  row->present_ = true;
+  // A whole-row copy holds the key (it matched `key`); a column copy does not.
+  row->key_in_bytes_ = what == CopyWhat::kRow;
+  if (!row->key_in_bytes_) row->key_.assign(key.data(), key.size());
+  if (has_expiry_) FillExpiry(row);
+}
+
+absl::StatusOr<bool> TableCore::FindRow(absl::string_view key, Row* row) const {
+  // Read() specialised for whole rows, kept short on purpose: every
+  // instruction here delays the next lookup's cache misses, which the CPU
+  // overlaps with this one's only if the code between them is small.
+  if (ABSL_PREDICT_FALSE(key.empty() || key.size() > max_key_bytes_)) {
+    return CheckKey(key);
+  }
+  if (ABSL_PREDICT_FALSE(row->layout_ != layout_.get() ||
+                         row->bytes_.size() != stride_)) {
+    PrepareRow(row);
+  }
+  std::byte* out = row->bytes_.data();
+  const uint32_t b = BucketOf(StableHash(key), bucket_count_);
+  const uint64_t& bword = bucket_word(b);
+  for (int attempt = 0; attempt < kOptimisticAttempts; ++attempt) {
+    const uint64_t w1 = Load(bword, std::memory_order_acquire);
+    bool found = false;
+    bool broken = (SeqOf(w1) & 1) != 0;
+    uint32_t r = broken ? 0 : HeadOf(w1);
+    for (uint64_t steps = 0; r != 0; ++steps) {
+      if (ABSL_PREDICT_FALSE(r > capacity_ || steps >= capacity_)) {
+        broken = true;
+        break;
+      }
+      // Copy the row, then look at the private copy: one pass over shared
+      // memory, and the copy is what Get returns when the key matches.
+      SharedReadWords(row_ptr(r - 1), out, stride_words_);
+      if (PlainField(out, key_len_offset_, key_len_bytes_) == key.size() &&
+          BytesEqual(out + key_offset_, key.data(), key.size())) {
+        found = true;
+        break;
+      }
+      r = static_cast<uint32_t>(PlainField(out, next_offset_, 4));
+    }
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (ABSL_PREDICT_TRUE(!broken &&
+                          Load(bword, std::memory_order_relaxed) == w1)) {
+      row->present_ = found;
+      if (!found) return false;
+      if (has_expiry_) {
+        const int64_t expiry =
+            static_cast<int64_t>(PlainField(out, expiry_offset_, 8));
+        if (expiry != 0 && expiry <= NowMs()) {
+          row->present_ = false;
+          return false;
+        }
+      }
+      for (const TextColumn& t : text_columns_) {
+        if (ABSL_PREDICT_FALSE(PlainField(out, t.len_offset, t.len_bytes) >
+                               t.max)) {
+          return CheckTextLengths(*row, CopyWhat::kRow, -1);  // names it
+        }
+      }
+      row->key_in_bytes_ = true;
+      if (has_expiry_) FillExpiry(row);
+      return true;
+    }
+    Backoff(attempt);
+  }
+  // Busy or broken: the general path (which can lock and recover).
+  return Read(key, CopyWhat::kRow, -1, row);
 }
 
 absl::StatusOr<bool> TableCore::Read(absl::string_view key, CopyWhat what,
                                      int column, Row* row) const {
-  SHMKIT_RETURN_IF_ERROR(CheckKey(key));
+  if (key.empty() || key.size() > max_key_bytes_) return CheckKey(key);
   const uint32_t b = BucketOf(StableHash(key), bucket_count_);
-  const Bucket& bk = bucket(b);
-  if (row != nullptr && what != CopyWhat::kNothing) PrepareRow(row);
+  const uint64_t& bword = bucket_word(b);
   const bool copy = row != nullptr && what != CopyWhat::kNothing;
+  if (!copy) what = CopyWhat::kNothing;
+  if (copy) PrepareRow(row);
+  const int64_t now_ms = has_expiry_ ? NowMs() : 0;
 
-  // One optimistic pass: nullopt when it must be retried.
-  auto attempt_read = [&](int attempt) -> std::optional<absl::StatusOr<bool>> {
-    const int64_t now_ms = layout_->has_expiry ? NowMs() : 0;
-    const uint32_t s1 = Load(bk.seq, std::memory_order_acquire);
-    if (s1 & 1) {
-      Backoff(attempt);
-      return std::nullopt;
-    }
-    uint32_t r = Load(bk.head, std::memory_order_relaxed);
-    bool found = false, expired = false, broken = false;
-    for (uint64_t steps = 0; r != 0; ++steps) {
-      if (r > capacity_ || steps >= capacity_) {
-        broken = true;  // racing a writer, or corrupt: the seq check decides
-        break;
-      }
-      const std::byte* p = row_ptr(r - 1);
-      if (RowKeyEquals(p, key)) {
-        expired = RowExpired(p, now_ms);
-        if (!expired && copy) (void)CopyOut(p, key, what, column, row);
-        found = true;
-        break;
-      }
-      r = static_cast<uint32_t>(LoadField(p, layout_->next_offset, 4));
+  // Optimistic: copy under the bucket's sequence number, never writing.
+  for (int attempt = 0;; ++attempt) {
+    const uint64_t w1 = Load(bword, std::memory_order_acquire);
+    Probe probe = Probe::kBroken;  // odd seq: a writer is at work
+    if ((SeqOf(w1) & 1) == 0) {
+      probe = ProbeChain(HeadOf(w1), key, now_ms, what, column, row);
     }
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (Load(bk.seq, std::memory_order_relaxed) != s1 || broken) {
-      // Changed under us, or consistent yet broken (let the locked path
-      // repair it).
-      Backoff(attempt);
-      return std::nullopt;
+    if (probe != Probe::kBroken &&
+        Load(bword, std::memory_order_relaxed) == w1) {
+      if (probe == Probe::kAbsent) {
+        if (copy) row->present_ = false;
+        return false;
+      }
+      if (copy) {
+        // Consistent, but still from shared memory: check the lengths.
+        SHMKIT_RETURN_IF_ERROR(CheckTextLengths(*row, what, column));
+        FinishRow(key, what, row);
+      }
+      return true;
     }
-    if (!found || expired) return false;
-    if (copy) {
-      if (absl::Status st = ValidateCopy(*row, what, column); !st.ok())
-        return st;
-    }
-    return true;
-  };
-
-  for (int attempt = 0; attempt < kOptimisticAttempts; ++attempt) {
-    if (std::optional<absl::StatusOr<bool>> r = attempt_read(attempt))
-      return *r;
+    if (attempt + 1 >= kOptimisticAttempts) break;
+    Backoff(attempt);
   }
   if (read_only_) {
     // A read-only mapping cannot take the lock: keep trying optimistically
@@ -594,10 +655,21 @@ absl::StatusOr<bool> TableCore::Read(absl::string_view key, CopyWhat what,
     const absl::Time deadline = absl::Now() + lock_timeout_;
     while (absl::Now() < deadline) {
       absl::SleepFor(absl::Microseconds(200));
-      if (std::optional<absl::StatusOr<bool>> r =
-              attempt_read(kOptimisticAttempts)) {
-        return *r;
+      const uint64_t w1 = Load(bword, std::memory_order_acquire);
+      if (SeqOf(w1) & 1) continue;
+      const Probe probe =
+          ProbeChain(HeadOf(w1), key, now_ms, what, column, row);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (probe == Probe::kBroken ||
+          Load(bword, std::memory_order_relaxed) != w1) {
+        continue;
       }
+      if (probe == Probe::kAbsent) return false;
+      if (copy) {
+        SHMKIT_RETURN_IF_ERROR(CheckTextLengths(*row, what, column));
+        FinishRow(key, what, row);
+      }
+      return true;
     }
     return absl::DeadlineExceededError(absl::StrCat(
         "bucket ", b, " stayed busy for ", absl::FormatDuration(lock_timeout_),
@@ -609,25 +681,54 @@ absl::StatusOr<bool> TableCore::Read(absl::string_view key, CopyWhat what,
   Ref(header_->read_fallbacks).fetch_add(1, std::memory_order_relaxed);
   SHMKIT_ASSIGN_OR_RETURN(OwnerToken me, registry_.Self());
   SHMKIT_ASSIGN_OR_RETURN(Guard guard, LockBucket(b, me));
-  const Found f = FindLocked(b, key, layout_->has_expiry ? NowMs() : 0);
-  if (f.row < 0) return false;
-  SHMKIT_RETURN_IF_ERROR(
-      CopyOut(row_ptr(static_cast<uint32_t>(f.row)), key, what, column, row));
-  if (copy) SHMKIT_RETURN_IF_ERROR(ValidateCopy(*row, what, column));
+  const Found f = FindLocked(b, key, has_expiry_ ? NowMs() : 0);
+  if (f.row < 0) {
+    if (copy) row->present_ = false;
+    return false;
+  }
+  if (copy) {
+    const std::byte* p = row_ptr(static_cast<uint32_t>(f.row));
+    if (what == CopyWhat::kRow) {
+      SharedRead(p, 0, row->bytes_.data(), stride_);
+    } else {
+      CopyColumn(p, column, row);
+    }
+    SHMKIT_RETURN_IF_ERROR(CheckTextLengths(*row, what, column));
+    FinishRow(key, what, row);
+  }
   return true;
+}
+
+absl::Status TableCore::CheckTextLengths(const Row& row, CopyWhat what,
+                                         int column) const {
+  const std::byte* p = row.bytes_.data();
+  for (const TextColumn& t : text_columns_) {
+    if (what == CopyWhat::kColumn && t.column != column) continue;
+    const uint64_t len = LoadField(p, t.len_offset, t.len_bytes);
+    if (len > t.max) {
+      return absl::DataLossError(
+          absl::StrCat("a row's column \"", schema_.column(t.column).name,
+                       "\" claims ", len, " bytes, more than its ", t.max));
+    }
+  }
+  return absl::OkStatus();
 }
 
 TableCore::Found TableCore::FindLocked(uint32_t b, absl::string_view key,
                                        int64_t now_ms) const {
+  // Under the bucket lock nobody else writes these rows (readers only read;
+  // allocators touch free rows only), so the key can be compared with a
+  // plain memcmp: reads racing only with reads are not a data race.
   Found f;
   int64_t prev = -1;
-  uint32_t r = Load(bucket(b).head, std::memory_order_relaxed);
+  uint32_t r = BucketHead(b);
   for (uint64_t steps = 0; r != 0 && r <= capacity_ && steps < capacity_;
        ++steps) {
     const uint32_t idx = r - 1;
     const std::byte* p = row_ptr(idx);
     const bool expired = RowExpired(p, now_ms);
-    if (RowKeyEquals(p, key)) {
+    if (LoadField(p, key_len_offset_, key_len_bytes_) == key.size() &&
+        std::memcmp(p + key_offset_, key.data(), key.size()) == 0) {
       if (expired) {
         f.expired = idx;
         f.expired_prev = prev;
@@ -650,9 +751,25 @@ TableCore::Found TableCore::FindLocked(uint32_t b, absl::string_view key,
 // ---------------------------------------------------------------------------
 // Write steps
 
-void TableCore::BeginRecord(OwnerToken me, uint32_t b, UndoOp op, uint32_t r,
-                            uint32_t image_offset, uint32_t image_len) const {
+absl::Status TableCore::BeginRecord(OwnerToken me, uint32_t b, UndoOp op,
+                                    uint32_t r, uint32_t image_offset,
+                                    uint32_t image_len) const {
   SlotArea& a = area(me.slot);
+  if (registry_.Pinned(me.slot)) {
+    // Our previous write left a row waiting for a free shard: free it first
+    // (it must not be overwritten by this record).
+    if (Load(a.token, std::memory_order_relaxed) == LockWordOf(me) &&
+        a.op == kUndoDelete && a.row != 0 && a.row <= capacity_) {
+      if (!FreeRow(me, a.row - 1)) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "row ", a.row - 1,
+            " deleted earlier is still waiting for a free "
+            "shard: every shard stayed locked by a live process for ",
+            absl::FormatDuration(lock_timeout_)));
+      }
+    }
+    EndRecord(me);
+  }
   a.token = LockWordOf(me);
   a.bucket = b;
   a.op = op;
@@ -666,21 +783,22 @@ void TableCore::BeginRecord(OwnerToken me, uint32_t b, UndoOp op, uint32_t r,
                image_len);
   }
   registry_.Pin(me.slot);  // release: the record is complete before this
+  return absl::OkStatus();
 }
 
 void TableCore::EndRecord(OwnerToken me) const { registry_.Unpin(me.slot); }
 
 void TableCore::SeqBegin(uint32_t b) const {
-  uint32_t& seq = bucket(b).seq;
-  Store(seq, Load(seq, std::memory_order_relaxed) + 1,
-        std::memory_order_relaxed);
+  uint64_t& word = bucket_word(b);
+  const uint64_t w = Load(word, std::memory_order_relaxed);
+  Store(word, BucketWord(SeqOf(w) + 1, HeadOf(w)), std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
 }
 
 void TableCore::SeqEnd(uint32_t b) const {
-  uint32_t& seq = bucket(b).seq;
-  Store(seq, Load(seq, std::memory_order_relaxed) + 1,
-        std::memory_order_release);
+  uint64_t& word = bucket_word(b);
+  const uint64_t w = Load(word, std::memory_order_relaxed);
+  Store(word, BucketWord(SeqOf(w) + 1, HeadOf(w)), std::memory_order_release);
 }
 
 void TableCore::EncodeField(std::byte* row, int column,
@@ -755,14 +873,15 @@ absl::StatusOr<uint32_t> TableCore::AllocateRow(OwnerToken me) const {
       absl::StrCat("table is full: all ", capacity_, " rows are in use"));
 }
 
-void TableCore::FreeRow(OwnerToken me, uint32_t r) const {
+bool TableCore::FreeRow(OwnerToken me, uint32_t r) const {
   // Caller's record: op delete (or recovery's own), row r + 1, pinned; r is
   // out of every chain and its state is not 0. Any shard can take the row:
-  // start at the home shard and go round until one is ours. Only if every
-  // shard stays held by live (stopped) processes does this keep waiting;
-  // giving up would lose the row.
+  // one pass over them all, starting at the home shard. If every one stays
+  // held by a live process for lock_timeout, the row stays in the caller's
+  // pinned record as a pending free, settled by BeginRecord before the
+  // thread's next write; it is never lost and nothing here loops for ever.
   SlotArea& a = area(me.slot);
-  for (uint32_t i = 0;; ++i) {
+  for (uint32_t i = 0; i < shard_count_; ++i) {
     const uint32_t s = (me.slot + i) % shard_count_;
     FreeShard& fs = shard(s);
     a.shard = s + 1;
@@ -777,15 +896,17 @@ void TableCore::FreeRow(OwnerToken me, uint32_t r) const {
     SetRowState(r, 0);
     a.op = kUndoNone;  // inside the shard lock: see RecoverShard
     a.shard = 0;
-    return;
+    return true;
   }
+  a.shard = 0;
+  return false;
 }
 
 absl::Status TableCore::InsertLocked(OwnerToken me, uint32_t b,
                                      absl::string_view key,
                                      absl::Span<const ResolvedField> fields,
                                      int64_t expiry_ms) const {
-  BeginRecord(me, b, kUndoInsert, 0, 0, 0);
+  SHMKIT_RETURN_IF_ERROR(BeginRecord(me, b, kUndoInsert, 0, 0, 0));
   absl::StatusOr<uint32_t> allocated = AllocateRow(me);
   if (!allocated.ok()) {
     EndRecord(me);
@@ -799,8 +920,7 @@ absl::Status TableCore::InsertLocked(OwnerToken me, uint32_t b,
   // The private buffer is 8-aligned (vector of bytes from operator new), so
   // the shared-memory helpers work on it too.
   StoreField(p, layout_->state_offset, 2, me.slot + 1);
-  StoreField(p, layout_->next_offset, 4,
-             Load(bucket(b).head, std::memory_order_relaxed));
+  StoreField(p, layout_->next_offset, 4, BucketHead(b));
   StoreField(p, layout_->key_len_offset, layout_->key_len_bytes, key.size());
   SharedWrite(p, layout_->key_offset, key.data(), key.size());
   for (const ResolvedField& f : fields) EncodeField(p, f.column, *f.value);
@@ -810,19 +930,20 @@ absl::Status TableCore::InsertLocked(OwnerToken me, uint32_t b,
   SharedWrite(row_ptr(r), 0, p, stride_);
   MaybeCrash(CrashPoint::kAllocatedBeforeLink);
   SeqBegin(b);
-  Store(bucket(b).head, r + 1, std::memory_order_relaxed);
+  SetBucketHead(b, r + 1);
   MaybeCrash(CrashPoint::kLinkedBeforeSeqEven);
   SeqEnd(b);
   EndRecord(me);
   return absl::OkStatus();
 }
 
-void TableCore::RewriteRowLocked(OwnerToken me, uint32_t b, uint32_t r,
-                                 absl::string_view key,
-                                 absl::Span<const ResolvedField> fields,
-                                 int64_t expiry_ms, bool whole_row) const {
+absl::Status TableCore::RewriteRowLocked(OwnerToken me, uint32_t b, uint32_t r,
+                                         absl::string_view key,
+                                         absl::Span<const ResolvedField> fields,
+                                         int64_t expiry_ms,
+                                         bool whole_row) const {
   // Save the whole row (simple, and at most one row per write).
-  BeginRecord(me, b, kUndoUpdate, r + 1, 0, stride_);
+  SHMKIT_RETURN_IF_ERROR(BeginRecord(me, b, kUndoUpdate, r + 1, 0, stride_));
   MaybeCrash(CrashPoint::kRecordedBeforeWrite);
   SeqBegin(b);
   std::byte* p = row_ptr(r);
@@ -849,23 +970,26 @@ void TableCore::RewriteRowLocked(OwnerToken me, uint32_t b, uint32_t r,
   SeqEnd(b);
   MaybeCrash(CrashPoint::kAfterSeqEvenPinned);
   EndRecord(me);
+  return absl::OkStatus();
 }
 
-void TableCore::DeleteLocked(OwnerToken me, uint32_t b, uint32_t r,
-                             int64_t prev) const {
-  BeginRecord(me, b, kUndoDelete, r + 1, 0, 0);
+absl::Status TableCore::DeleteLocked(OwnerToken me, uint32_t b, uint32_t r,
+                                     int64_t prev) const {
+  SHMKIT_RETURN_IF_ERROR(BeginRecord(me, b, kUndoDelete, r + 1, 0, 0));
   MaybeCrash(CrashPoint::kRecordedBeforeWrite);
   const uint32_t next = RowNext(r);
   SeqBegin(b);
   if (prev < 0) {
-    Store(bucket(b).head, next, std::memory_order_relaxed);
+    SetBucketHead(b, next);
   } else {
     SetRowNext(static_cast<uint32_t>(prev), next);
   }
   SeqEnd(b);
   MaybeCrash(CrashPoint::kUnlinkedBeforeFree);
-  FreeRow(me, r);
-  EndRecord(me);
+  // The delete has happened (the row is unlinked). If no shard could take
+  // the row now, it stays pending in our record (see FreeRow).
+  if (FreeRow(me, r)) EndRecord(me);
+  return absl::OkStatus();
 }
 
 // ---------------------------------------------------------------------------
@@ -900,9 +1024,8 @@ absl::Status TableCore::Write(absl::string_view key,
         return absl::AlreadyExistsError(
             absl::StrCat("key \"", absl::CEscape(key), "\" already exists"));
       }
-      RewriteRowLocked(me, b, static_cast<uint32_t>(f.row), key, fields, expiry,
-                       /*whole_row=*/false);
-      return absl::OkStatus();
+      return RewriteRowLocked(me, b, static_cast<uint32_t>(f.row), key, fields,
+                              expiry, /*whole_row=*/false);
     }
     if (mode == WriteMode::kUpdate) {
       return absl::NotFoundError(
@@ -910,8 +1033,9 @@ absl::Status TableCore::Write(absl::string_view key,
     }
     if (f.expired >= 0) {
       // Reuse the expired row in place: it is already in this chain.
-      RewriteRowLocked(me, b, static_cast<uint32_t>(f.expired), key, fields,
-                       expiry < 0 ? 0 : expiry, /*whole_row=*/true);
+      SHMKIT_RETURN_IF_ERROR(
+          RewriteRowLocked(me, b, static_cast<uint32_t>(f.expired), key, fields,
+                           expiry < 0 ? 0 : expiry, /*whole_row=*/true));
       Ref(header_->expired_reclaimed).fetch_add(1, std::memory_order_relaxed);
       return absl::OkStatus();
     }
@@ -946,27 +1070,46 @@ absl::Status TableCore::Delete(absl::string_view key, Row* removed) {
   if (removed != nullptr) {
     SHMKIT_RETURN_IF_ERROR(
         CopyOut(row_ptr(r), key, CopyWhat::kRow, -1, removed));
-    SHMKIT_RETURN_IF_ERROR(ValidateCopy(*removed, CopyWhat::kRow, -1));
+    SHMKIT_RETURN_IF_ERROR(CheckTextLengths(*removed, CopyWhat::kRow, -1));
   }
-  DeleteLocked(me, b, r, f.prev);
+  return DeleteLocked(me, b, r, f.prev);
+}
+
+// The increment of an existing row, under the bucket lock: computes the new
+// raw column bits from the old (or an OutOfRange error) and rewrites just that
+// column behind an undo image. `next_bits` gets the old bits and returns the
+// new ones.
+template <typename Compute>
+absl::Status TableCore::RewriteColumnLocked(OwnerToken me, uint32_t b,
+                                            uint32_t r, int column,
+                                            Compute&& next_bits) const {
+  const RowLayout::Column& lc = layout_->columns[column];
+  const uint32_t size = schema_.column(column).size;
+  std::byte* p = row_ptr(r);
+  SHMKIT_ASSIGN_OR_RETURN(const uint64_t bits,
+                          next_bits(LoadField(p, lc.offset, size)));
+  SHMKIT_RETURN_IF_ERROR(
+      BeginRecord(me, b, kUndoUpdate, r + 1, lc.offset, size));
+  MaybeCrash(CrashPoint::kRecordedBeforeWrite);
+  SeqBegin(b);
+  StoreField(p, lc.offset, size, bits);
+  MaybeCrash(CrashPoint::kWrittenBeforeSeqEven);
+  SeqEnd(b);
+  MaybeCrash(CrashPoint::kAfterSeqEvenPinned);
+  EndRecord(me);
   return absl::OkStatus();
 }
 
-absl::StatusOr<Value> TableCore::Increment(absl::string_view key, int column,
-                                           const Value& delta,
-                                           const IncrOptions& options) {
+// Shared by IncrementInt and IncrementFloat: finds the row, creates it when
+// asked (with the column set to `initial`), or rewrites the column.
+template <typename Compute>
+absl::Status TableCore::IncrementRow(absl::string_view key, int column,
+                                     absl::FunctionRef<Value()> make_initial,
+                                     const IncrOptions& options,
+                                     Compute&& next_bits) {
   SHMKIT_RETURN_IF_ERROR(CheckWritable());
   SHMKIT_RETURN_IF_ERROR(CheckKey(key));
   const ColumnSpec& spec = schema_.column(column);
-  const RowLayout::Column& lc = layout_->columns[column];
-  if (spec.is_text() || spec.is_integer() != delta.is_int()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot increment column \"", spec.name, "\" (", spec.TypeString(),
-        ") by ", delta.DebugString(),
-        spec.is_text()
-            ? ""
-            : (spec.is_integer() ? ": use Incr" : ": use IncrFloat")));
-  }
   if (options.ttl.has_value() && (!schema_.ttl() || !options.create ||
                                   *options.ttl <= absl::ZeroDuration())) {
     return absl::InvalidArgumentError(
@@ -978,93 +1121,178 @@ absl::StatusOr<Value> TableCore::Increment(absl::string_view key, int column,
   for (int attempt = 0;; ++attempt) {
     SHMKIT_ASSIGN_OR_RETURN(Guard guard, LockBucket(b, me));
     MaybeCrash(CrashPoint::kLockedBeforeRecord);
-    const int64_t now_ms = layout_->has_expiry ? NowMs() : 0;
-    const Found f = FindLocked(b, key, now_ms);
-    Value result;
-    if (f.row < 0) {
-      if (!options.create) {
-        return absl::NotFoundError(
-            absl::StrCat("key \"", absl::CEscape(key), "\" not found"));
-      }
-      // Create with the column at `delta` (others zero).
-      if (absl::Status st = CheckValueFits(spec, delta); !st.ok()) {
-        return absl::OutOfRangeError(st.message());
-      }
-      const ResolvedField field{column, &delta};
-      const int64_t expiry = ExpiryFor(options.ttl);
-      absl::Status st;
-      if (f.expired >= 0) {
-        RewriteRowLocked(me, b, static_cast<uint32_t>(f.expired), key,
-                         absl::MakeConstSpan(&field, 1),
-                         expiry < 0 ? 0 : expiry,
-                         /*whole_row=*/true);
-        Ref(header_->expired_reclaimed).fetch_add(1, std::memory_order_relaxed);
-      } else {
-        st = InsertLocked(me, b, key, absl::MakeConstSpan(&field, 1),
-                          expiry < 0 ? 0 : expiry);
-      }
-      if (absl::IsResourceExhausted(st) && attempt == 0) {
-        guard.Unlock();
-        RecoverCrashedWriters(me);
-        if (schema_.ttl()) (void)Sweep();
-        continue;
-      }
-      if (absl::IsResourceExhausted(st)) {
-        Ref(header_->failed_inserts).fetch_add(1, std::memory_order_relaxed);
-      }
-      if (!st.ok()) return st;
-      return delta;
+    const Found f = FindLocked(b, key, has_expiry_ ? NowMs() : 0);
+    if (f.row >= 0) {
+      return RewriteColumnLocked(me, b, static_cast<uint32_t>(f.row), column,
+                                 next_bits);
     }
+    if (!options.create) {
+      return absl::NotFoundError(
+          absl::StrCat("key \"", absl::CEscape(key), "\" not found"));
+    }
+    // Create with the column at the delta (other columns zero).
+    const Value initial = make_initial();
+    if (absl::Status st = CheckValueFits(spec, initial); !st.ok()) {
+      return absl::OutOfRangeError(st.message());
+    }
+    const ResolvedField field{column, &initial};
+    const int64_t expiry = ExpiryFor(options.ttl);
+    absl::Status st;
+    if (f.expired >= 0) {
+      st = RewriteRowLocked(me, b, static_cast<uint32_t>(f.expired), key,
+                            absl::MakeConstSpan(&field, 1),
+                            expiry < 0 ? 0 : expiry,
+                            /*whole_row=*/true);
+      if (st.ok()) {
+        Ref(header_->expired_reclaimed).fetch_add(1, std::memory_order_relaxed);
+      }
+    } else {
+      st = InsertLocked(me, b, key, absl::MakeConstSpan(&field, 1),
+                        expiry < 0 ? 0 : expiry);
+    }
+    if (absl::IsResourceExhausted(st) && attempt == 0) {
+      guard.Unlock();
+      RecoverCrashedWriters(me);
+      if (schema_.ttl()) (void)Sweep();
+      continue;
+    }
+    if (absl::IsResourceExhausted(st)) {
+      Ref(header_->failed_inserts).fetch_add(1, std::memory_order_relaxed);
+    }
+    return st;
+  }
+}
+
+std::optional<int64_t> TableCore::TryFastIncrement(absl::string_view key,
+                                                   int column, int64_t delta) {
+  if (read_only_ || key.empty() || key.size() > max_key_bytes_)
+    return std::nullopt;
+  absl::StatusOr<OwnerToken> token = registry_.Self();
+  if (!token.ok()) return std::nullopt;
+  const OwnerToken me = *token;
+  uint32_t* pin = registry_.pin_word(me.slot);
+  if (Load(*pin, std::memory_order_relaxed) != 0)
+    return std::nullopt;  // pending
+  const ColumnSpec& spec = schema_.column(column);
+  const uint32_t offset = layout_->columns[column].offset;
+  const uint32_t width = spec.size;
+  const uint32_t b = BucketOf(StableHash(key), bucket_count_);
+  OwnerLock lock(bucket_lock(b), &registry_);
+  if (!lock.TryLock(me)) return std::nullopt;  // contended: general path
+  MaybeCrash(CrashPoint::kLockedBeforeRecord);
+  const Found f = FindLocked(b, key, has_expiry_ ? NowMs() : 0);
+  std::optional<int64_t> result;
+  if (f.row >= 0) {
     const uint32_t r = static_cast<uint32_t>(f.row);
     std::byte* p = row_ptr(r);
-    if (spec.is_integer()) {
-      const int64_t now =
-          SignExtend(LoadField(p, lc.offset, spec.size), spec.size);
-      int64_t next;
-      const Value next_value = [&] {
-        return __builtin_add_overflow(now, delta.int_value(), &next)
-                   ? Value(std::string())  // marks overflow
-                   : Value(static_cast<long long>(next));
-      }();
-      if (!next_value.is_int() || !CheckValueFits(spec, next_value).ok()) {
-        return absl::OutOfRangeError(absl::StrCat(
-            "column \"", spec.name, "\" (", spec.TypeString(), "): ", now,
-            " + ", delta.int_value(), " is out of range"));
-      }
-      result = next_value;
-    } else {
-      double now;
-      if (spec.size == 8) {
-        const uint64_t bits = LoadField(p, lc.offset, 8);
-        std::memcpy(&now, &bits, 8);
-      } else {
-        const uint32_t bits = static_cast<uint32_t>(LoadField(p, lc.offset, 4));
-        float f32;
-        std::memcpy(&f32, &bits, 4);
-        now = f32;
-      }
-      const double next =
-          spec.size == 8 ? now + delta.float_value()
-                         : static_cast<double>(
-                               static_cast<float>(now + delta.float_value()));
-      if (!std::isfinite(next)) {
-        return absl::OutOfRangeError(
-            absl::StrCat("column \"", spec.name, "\": ", now, " + ",
-                         delta.float_value(), " is not finite"));
-      }
-      result = Value(next);
+    const int shift = 64 - static_cast<int>(width) * 8;
+    const uint64_t raw = LoadField(p, offset, width);
+    const int64_t now = shift == 0
+                            ? static_cast<int64_t>(raw)
+                            : static_cast<int64_t>(raw << shift) >> shift;
+    const int64_t hi =
+        width >= 8 ? INT64_MAX : (int64_t{1} << (width * 8 - 1)) - 1;
+    int64_t next;
+    if (!__builtin_add_overflow(now, delta, &next) && next <= hi &&
+        next >= -hi - 1) {
+      // The record (BeginRecord without the pending check, done above).
+      SlotArea& a = area(me.slot);
+      a.token = LockWordOf(me);
+      a.bucket = b;
+      a.op = kUndoUpdate;
+      a.row = r + 1;
+      a.image_offset = offset;
+      a.image_len = width;
+      a.shard = 0;
+      StoreField(area_image(me.slot), offset, width, raw);
+      Store(*pin, 1u);  // release: the record is complete
+      MaybeCrash(CrashPoint::kRecordedBeforeWrite);
+      SeqBegin(b);
+      StoreField(p, offset, width, static_cast<uint64_t>(next));
+      MaybeCrash(CrashPoint::kWrittenBeforeSeqEven);
+      SeqEnd(b);
+      MaybeCrash(CrashPoint::kAfterSeqEvenPinned);
+      Store(*pin, 0u);
+      result = next;
     }
-    // Save and rewrite just this column.
-    BeginRecord(me, b, kUndoUpdate, r + 1, lc.offset, spec.size);
-    MaybeCrash(CrashPoint::kRecordedBeforeWrite);
-    SeqBegin(b);
-    EncodeField(p, column, result);
-    MaybeCrash(CrashPoint::kWrittenBeforeSeqEven);
-    SeqEnd(b);
-    MaybeCrash(CrashPoint::kAfterSeqEvenPinned);
-    EndRecord(me);
-    return result;
   }
+  (void)lock.Unlock(me);
+  return result;
+}
+
+absl::StatusOr<int64_t> TableCore::IncrementInt(absl::string_view key,
+                                                int column, int64_t delta,
+                                                const IncrOptions& options) {
+  const ColumnSpec& spec = schema_.column(column);
+  if (!spec.is_integer()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("column \"", spec.name, "\" is ", spec.TypeString(),
+                     spec.is_float() ? ": use IncrFloat" : ": not a number"));
+  }
+  const uint32_t width = spec.size;
+  const int shift = 64 - static_cast<int>(width) * 8;
+  const int64_t hi =
+      width >= 8 ? INT64_MAX : (int64_t{1} << (width * 8 - 1)) - 1;
+  const int64_t lo = -hi - 1;
+  int64_t result = delta;
+  SHMKIT_RETURN_IF_ERROR(IncrementRow(
+      key, column, [delta] { return Value(static_cast<long long>(delta)); },
+      options,
+      [&](uint64_t raw) -> absl::StatusOr<uint64_t> {
+        const int64_t now = shift == 0
+                                ? static_cast<int64_t>(raw)
+                                : static_cast<int64_t>(raw << shift) >> shift;
+        if (__builtin_add_overflow(now, delta, &result) || result < lo ||
+            result > hi) {
+          return absl::OutOfRangeError(
+              absl::StrCat("column \"", spec.name, "\" (", spec.TypeString(),
+                           "): ", now, " + ", delta, " is out of range"));
+        }
+        return static_cast<uint64_t>(result);
+      }));
+  return result;
+}
+
+absl::StatusOr<double> TableCore::IncrementFloat(absl::string_view key,
+                                                 int column, double delta,
+                                                 const IncrOptions& options) {
+  const ColumnSpec& spec = schema_.column(column);
+  if (!spec.is_float()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("column \"", spec.name, "\" is ", spec.TypeString(),
+                     spec.is_integer() ? ": use Incr" : ": not a number"));
+  }
+  double result = delta;
+  SHMKIT_RETURN_IF_ERROR(IncrementRow(
+      key, column, [delta] { return Value(delta); }, options,
+      [&](uint64_t raw) -> absl::StatusOr<uint64_t> {
+        double now;
+        if (spec.size == 8) {
+          std::memcpy(&now, &raw, 8);
+        } else {
+          const uint32_t bits32 = static_cast<uint32_t>(raw);
+          float f;
+          std::memcpy(&f, &bits32, 4);
+          now = f;
+        }
+        result = now + delta;
+        if (spec.size == 4) result = static_cast<float>(result);
+        if (!std::isfinite(result)) {
+          return absl::OutOfRangeError(absl::StrCat("column \"", spec.name,
+                                                    "\": ", now, " + ", delta,
+                                                    " is not finite"));
+        }
+        if (spec.size == 8) {
+          uint64_t bits;
+          std::memcpy(&bits, &result, 8);
+          return bits;
+        }
+        const float f = static_cast<float>(result);
+        uint32_t bits32;
+        std::memcpy(&bits32, &f, 4);
+        return uint64_t{bits32};
+      }));
+  return result;
 }
 
 absl::StatusOr<bool> TableCore::CompareAndSet(absl::string_view key, int column,
@@ -1088,7 +1316,7 @@ absl::StatusOr<bool> TableCore::CompareAndSet(absl::string_view key, int column,
   Row current;
   SHMKIT_RETURN_IF_ERROR(
       CopyOut(row_ptr(r), key, CopyWhat::kColumn, column, &current));
-  SHMKIT_RETURN_IF_ERROR(ValidateCopy(current, CopyWhat::kColumn, column));
+  SHMKIT_RETURN_IF_ERROR(CheckTextLengths(current, CopyWhat::kColumn, column));
   SHMKIT_ASSIGN_OR_RETURN(Value now, current.Get(column));
   // Compare in the column's own representation (an int expected for a float
   // column compares as that float).
@@ -1107,8 +1335,8 @@ absl::StatusOr<bool> TableCore::CompareAndSet(absl::string_view key, int column,
       spec.is_text()
           ? std::max(lc.offset + spec.size, lc.len_offset + lc.len_bytes)
           : lc.offset + spec.size;
-  BeginRecord(me, b, kUndoUpdate, r + 1, image_offset,
-              image_end - image_offset);
+  SHMKIT_RETURN_IF_ERROR(BeginRecord(me, b, kUndoUpdate, r + 1, image_offset,
+                                     image_end - image_offset));
   MaybeCrash(CrashPoint::kRecordedBeforeWrite);
   SeqBegin(b);
   EncodeField(row_ptr(r), column, desired);
@@ -1122,12 +1350,12 @@ absl::Status TableCore::Clear() {
   SHMKIT_RETURN_IF_ERROR(CheckWritable());
   SHMKIT_ASSIGN_OR_RETURN(OwnerToken me, registry_.Self());
   for (uint32_t b = 0; b < bucket_count_; ++b) {
-    if (Load(bucket(b).head, std::memory_order_relaxed) == 0) continue;
+    if (BucketHead(b) == 0) continue;
     SHMKIT_ASSIGN_OR_RETURN(Guard guard, LockBucket(b, me));
     for (uint64_t steps = 0; steps < capacity_; ++steps) {
-      const uint32_t head = Load(bucket(b).head, std::memory_order_relaxed);
+      const uint32_t head = BucketHead(b);
       if (head == 0 || head > capacity_) break;
-      DeleteLocked(me, b, head - 1, -1);
+      SHMKIT_RETURN_IF_ERROR(DeleteLocked(me, b, head - 1, -1));
     }
   }
   return absl::OkStatus();
@@ -1143,7 +1371,7 @@ absl::StatusOr<uint64_t> TableCore::Sweep() {
     // nothing expired.
     const int64_t now_ms = NowMs();
     bool any = false;
-    uint32_t r = Load(bucket(b).head, std::memory_order_relaxed);
+    uint32_t r = BucketHead(b);
     for (uint64_t steps = 0; r != 0 && r <= capacity_ && steps < capacity_;
          ++steps) {
       if (RowExpired(row_ptr(r - 1), now_ms)) {
@@ -1155,13 +1383,13 @@ absl::StatusOr<uint64_t> TableCore::Sweep() {
     if (!any) continue;
     SHMKIT_ASSIGN_OR_RETURN(Guard guard, LockBucket(b, me));
     int64_t prev = -1;
-    r = Load(bucket(b).head, std::memory_order_relaxed);
+    r = BucketHead(b);
     for (uint64_t steps = 0; r != 0 && r <= capacity_ && steps < capacity_;
          ++steps) {
       const uint32_t idx = r - 1;
       const uint32_t next = RowNext(idx);
       if (RowExpired(row_ptr(idx), now_ms)) {
-        DeleteLocked(me, b, idx, prev);
+        SHMKIT_RETURN_IF_ERROR(DeleteLocked(me, b, idx, prev));
         ++freed;
       } else {
         prev = idx;
@@ -1186,16 +1414,16 @@ uint64_t TableCore::Count() const {
 
 absl::Status TableCore::SnapshotBucket(uint32_t b, int64_t now_ms,
                                        std::vector<Row>* out) const {
-  const Bucket& bk = bucket(b);
+  const uint64_t& bword = bucket_word(b);
   const size_t base = out->size();
   for (int attempt = 0; attempt < kOptimisticAttempts; ++attempt) {
     out->resize(base);
-    const uint32_t s1 = Load(bk.seq, std::memory_order_acquire);
-    if (s1 & 1) {
+    const uint64_t w1 = Load(bword, std::memory_order_acquire);
+    if (SeqOf(w1) & 1) {
       Backoff(attempt);
       continue;
     }
-    uint32_t r = Load(bk.head, std::memory_order_relaxed);
+    uint32_t r = HeadOf(w1);
     bool broken = false;
     for (uint64_t steps = 0; r != 0; ++steps) {
       if (r > capacity_ || steps >= capacity_) {
@@ -1210,7 +1438,7 @@ absl::Status TableCore::SnapshotBucket(uint32_t b, int64_t now_ms,
       r = static_cast<uint32_t>(LoadField(p, layout_->next_offset, 4));
     }
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (Load(bk.seq, std::memory_order_relaxed) != s1) {
+    if (Load(bword, std::memory_order_relaxed) != w1) {
       Backoff(attempt);
       continue;
     }
@@ -1226,10 +1454,10 @@ absl::Status TableCore::SnapshotBucket(uint32_t b, int64_t now_ms,
         return absl::DataLossError(
             absl::StrCat("bucket ", b, ": a row has a key length of ", klen));
       }
-      row.key_.resize(klen);
-      std::memcpy(row.key_.data(), p + layout_->key_offset, klen);
+      row.key_in_bytes_ = true;
+      row.present_ = true;
       if (RowExpired(p, now_ms)) continue;
-      SHMKIT_RETURN_IF_ERROR(ValidateCopy(row, CopyWhat::kRow, -1));
+      SHMKIT_RETURN_IF_ERROR(CheckTextLengths(row, CopyWhat::kRow, -1));
       FillExpiry(&row);
       if (keep != i) (*out)[keep] = std::move(row);
       ++keep;
@@ -1246,7 +1474,7 @@ absl::Status TableCore::SnapshotBucket(uint32_t b, int64_t now_ms,
   Ref(header_->read_fallbacks).fetch_add(1, std::memory_order_relaxed);
   SHMKIT_ASSIGN_OR_RETURN(OwnerToken me, registry_.Self());
   SHMKIT_ASSIGN_OR_RETURN(Guard guard, LockBucket(b, me));
-  uint32_t r = Load(bk.head, std::memory_order_relaxed);
+  uint32_t r = BucketHead(b);
   for (uint64_t steps = 0; r != 0 && r <= capacity_ && steps < capacity_;
        ++steps) {
     const std::byte* p = row_ptr(r - 1);
@@ -1262,7 +1490,7 @@ absl::Status TableCore::SnapshotBucket(uint32_t b, int64_t now_ms,
     std::string key(klen, '\0');
     SharedRead(p, layout_->key_offset, key.data(), klen);
     SHMKIT_RETURN_IF_ERROR(CopyOut(p, key, CopyWhat::kRow, -1, &row));
-    SHMKIT_RETURN_IF_ERROR(ValidateCopy(row, CopyWhat::kRow, -1));
+    SHMKIT_RETURN_IF_ERROR(CheckTextLengths(row, CopyWhat::kRow, -1));
     out->push_back(std::move(row));
   }
   return absl::OkStatus();
@@ -1296,7 +1524,7 @@ TableStats TableCore::Stats() const {
   st.buckets = bucket_count_;
   for (uint32_t b = 0; b < bucket_count_; ++b) {
     uint64_t len = 0;
-    uint32_t r = Load(bucket(b).head, std::memory_order_relaxed);
+    uint32_t r = BucketHead(b);
     while (r != 0 && r <= capacity_ && len < capacity_) {
       ++len;
       r = RowNext(r - 1);
@@ -1319,13 +1547,13 @@ TableInspection TableCore::Inspect() const {
   in.chain_histogram.assign(kHistogram + 1, 0);
   for (uint32_t b = 0; b < bucket_count_; ++b) {
     uint64_t len = 0;
-    uint32_t r = Load(bucket(b).head, std::memory_order_relaxed);
+    uint32_t r = BucketHead(b);
     while (r != 0 && r <= capacity_ && len < capacity_) {
       ++len;
       r = RowNext(r - 1);
     }
     ++in.chain_histogram[std::min<uint64_t>(len, kHistogram)];
-    const uint64_t word = Load(bucket(b).lock, std::memory_order_relaxed);
+    const uint64_t word = Load(*bucket_lock(b), std::memory_order_relaxed);
     if (std::optional<OwnerToken> owner = OwnerOfLockWord(word)) {
       const SlotInfo info = registry_.Slot(owner->slot);
       in.held_locks.push_back(
@@ -1351,7 +1579,7 @@ bool TableCore::RecordValid(OwnerToken dead) const {
 }
 
 bool TableCore::ChainContains(uint32_t b, uint32_t r) const {
-  uint32_t cur = Load(bucket(b).head, std::memory_order_relaxed);
+  uint32_t cur = BucketHead(b);
   for (uint64_t steps = 0; cur != 0 && cur <= capacity_ && steps < capacity_;
        ++steps) {
     if (cur == r + 1) return true;
@@ -1362,9 +1590,9 @@ bool TableCore::ChainContains(uint32_t b, uint32_t r) const {
 
 void TableCore::RepairChain(uint32_t b) const {
   // Walk with a bound; cut at the first link that leaves the pool or loops.
-  uint32_t head = Load(bucket(b).head, std::memory_order_relaxed);
+  uint32_t head = BucketHead(b);
   if (head > capacity_) {
-    Store(bucket(b).head, 0u, std::memory_order_relaxed);
+    SetBucketHead(b, 0);
     Ref(header_->chain_repairs).fetch_add(1, std::memory_order_relaxed);
     return;
   }
@@ -1437,8 +1665,8 @@ void TableCore::RecoverShard(uint32_t s, OwnerToken dead) const {
 void TableCore::RecoverBucket(uint32_t b, OwnerToken dead,
                               OwnerToken me) const {
   Ref(header_->recoveries).fetch_add(1, std::memory_order_relaxed);
-  Bucket& bk = bucket(b);
-  const bool seq_odd = (Load(bk.seq, std::memory_order_relaxed) & 1) != 0;
+  const bool seq_odd =
+      (SeqOf(Load(bucket_word(b), std::memory_order_relaxed)) & 1) != 0;
   if (RecordValid(dead) && area(dead.slot).bucket == b) {
     SlotArea& a = area(dead.slot);
     // First settle the dead writer's free-shard change, if it was in one:
@@ -1461,17 +1689,21 @@ void TableCore::RecoverBucket(uint32_t b, OwnerToken dead,
         if (row_ok && !ChainContains(b, row - 1) &&
             RowState(row - 1) == dead.slot + 1) {
           // Allocated, never linked: give it back, under our own record.
-          BeginRecord(me, b, kUndoDelete, row, 0, 0);
-          FreeRow(me, row - 1);
-          EndRecord(me);
+          // If no shard takes it now, it stays pending in our record.
+          if (BeginRecord(me, b, kUndoDelete, row, 0, 0).ok() &&
+              FreeRow(me, row - 1)) {
+            EndRecord(me);
+          }
         }
         break;
       case kUndoDelete:
         if (row_ok && !ChainContains(b, row - 1) && RowState(row - 1) != 0) {
           // Unlinked, not yet freed: finish the delete.
-          BeginRecord(me, b, kUndoDelete, row, 0, 0);
-          FreeRow(me, row - 1);
-          EndRecord(me);
+          // If no shard takes it now, it stays pending in our record.
+          if (BeginRecord(me, b, kUndoDelete, row, 0, 0).ok() &&
+              FreeRow(me, row - 1)) {
+            EndRecord(me);
+          }
         }
         break;
       default:
@@ -1479,9 +1711,12 @@ void TableCore::RecoverBucket(uint32_t b, OwnerToken dead,
     }
     a.op = kUndoNone;
   }
-  if (Load(bk.seq, std::memory_order_relaxed) & 1) {
-    Store(bk.seq, Load(bk.seq, std::memory_order_relaxed) + 1,
-          std::memory_order_release);
+  {
+    const uint64_t w = Load(bucket_word(b), std::memory_order_relaxed);
+    if (SeqOf(w) & 1) {
+      Store(bucket_word(b), BucketWord(SeqOf(w) + 1, HeadOf(w)),
+            std::memory_order_release);
+    }
   }
   RepairChain(b);
   if (dead.slot < registry_.slot_count() &&
@@ -1527,7 +1762,7 @@ absl::StatusOr<uint64_t> TableCore::Recover() {
   }
   for (uint32_t b = 0; b < bucket_count_; ++b) {
     std::optional<OwnerToken> owner =
-        OwnerOfLockWord(Load(bucket(b).lock, std::memory_order_relaxed));
+        OwnerOfLockWord(Load(*bucket_lock(b), std::memory_order_relaxed));
     if (owner && registry_.IsDead(*owner)) {
       absl::StatusOr<Guard> g = LockBucket(b, me);
       if (!g.ok()) return g.status();
@@ -1543,10 +1778,10 @@ absl::Status TableCore::CheckConsistency() const {
   SHMKIT_ASSIGN_OR_RETURN(OwnerToken me, registry_.Self());
   for (uint32_t b = 0; b < bucket_count_; ++b) {
     SHMKIT_ASSIGN_OR_RETURN(Guard guard, LockBucket(b, me));
-    if (Load(bucket(b).seq, std::memory_order_relaxed) & 1) {
+    if (SeqOf(Load(bucket_word(b), std::memory_order_relaxed)) & 1) {
       return absl::DataLossError(absl::StrCat("bucket ", b, " has an odd seq"));
     }
-    uint32_t r = Load(bucket(b).head, std::memory_order_relaxed);
+    uint32_t r = BucketHead(b);
     while (r != 0) {
       if (r > capacity_) {
         return absl::DataLossError(absl::StrCat("bucket ", b, " links to row ",

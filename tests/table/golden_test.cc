@@ -51,10 +51,11 @@ TEST(HashGolden, SequentialKeysSpreadEvenly) {
 
 TEST(LayoutGolden, TableLayoutVersion1) {
   EXPECT_EQ(internal::kTableLayoutVersion, 1u);
-  EXPECT_EQ(sizeof(internal::Bucket), 16u);
-  EXPECT_EQ(offsetof(internal::Bucket, lock), 0u);
-  EXPECT_EQ(offsetof(internal::Bucket, seq), 8u);
-  EXPECT_EQ(offsetof(internal::Bucket, head), 12u);
+  // Bucket word: seq in bits 0..31, head (row + 1) in bits 32..63.
+  EXPECT_EQ(internal::BucketWord(3, 7), (uint64_t{7} << 32) | 3);
+  EXPECT_EQ(internal::SeqOf(0x0000000700000003ull), 3u);
+  EXPECT_EQ(internal::HeadOf(0x0000000700000003ull), 7u);
+  EXPECT_EQ(internal::kBucketBytes, 16u);
   EXPECT_EQ(sizeof(internal::FreeShard), 64u);
   EXPECT_EQ(offsetof(internal::FreeShard, lock), 0u);
   EXPECT_EQ(offsetof(internal::FreeShard, head), 8u);
@@ -88,6 +89,7 @@ TEST(LayoutGolden, TableLayoutVersion1) {
   EXPECT_EQ(offsetof(internal::TableHeader, key_offset), 80u);
   EXPECT_EQ(offsetof(internal::TableHeader, shard_count), 104u);
   EXPECT_EQ(offsetof(internal::TableHeader, shards_offset), 112u);
+  EXPECT_EQ(offsetof(internal::TableHeader, bucket_locks_offset), 120u);
   EXPECT_EQ(offsetof(internal::TableHeader, failed_inserts), 128u);
   EXPECT_EQ(offsetof(internal::TableHeader, read_fallbacks), 168u);
 }

@@ -174,6 +174,12 @@ TEST(TableOps, GetIntoAReusedRow) {
   EXPECT_THAT(row.GetInt("user"),
               StatusIsWith(absl::StatusCode::kInvalidArgument, "string"));
   EXPECT_THAT(Row().GetInt(0), StatusIs(absl::StatusCode::kFailedPrecondition));
+  // A miss leaves the row empty, not holding leftovers of another key.
+  EXPECT_FALSE(*t.Find("nope", &row));
+  EXPECT_THAT(row.GetInt(0), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(row.key(), "");
+  EXPECT_TRUE(*t.Find("a", &row));
+  EXPECT_EQ(*row.GetInt(0), 1);
 }
 
 TEST(TableOps, ThreadsOfOneProcessKeepExactCounts) {

@@ -1,0 +1,8 @@
+shmkit_bench(table_bench ${CMAKE_CURRENT_LIST_DIR}/table_bench.cc)
+if(Boost_FOUND)
+  target_link_libraries(table_bench PRIVATE Boost::headers rt)
+  target_compile_definitions(table_bench PRIVATE SHMKIT_HAVE_BOOST=1)
+else()
+  message(STATUS "Boost not found: table_bench is built without the Boost.Interprocess baseline")
+  target_compile_definitions(table_bench PRIVATE SHMKIT_HAVE_BOOST=0)
+endif()

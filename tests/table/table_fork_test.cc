@@ -1,0 +1,294 @@
+// The table shared by several processes.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <random>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "shmkit/ipc/segment.h"
+#include "shmkit/table/internal/test_hooks.h"
+#include "shmkit/table/table.h"
+#include "table_test_util.h"
+#include "test_util.h"
+
+namespace shmkit {
+namespace {
+
+using ::shmkit::testing::ExitedWith;
+using ::shmkit::testing::ForkChild;
+using ::shmkit::testing::RowIsVersioned;
+using ::shmkit::testing::SeqKey;
+using ::shmkit::testing::StatusIs;
+using ::shmkit::testing::SyncPipe;
+using ::shmkit::testing::VersionedFields;
+using ::shmkit::testing::WSchema;
+
+// Exit codes of the worker processes.
+constexpr int kOk = 0;
+constexpr int kTorn = 10;
+constexpr int kUnexpected = 11;
+
+// Seconds for the time-based tests: SHMKIT_STRESS_SECONDS (the stress label
+// sets it) or the default.
+double Seconds(double fallback) {
+  const char* env = std::getenv("SHMKIT_STRESS_SECONDS");
+  return env != nullptr ? std::atof(env) : fallback;
+}
+
+// A small shared array the workers report into.
+struct Shared {
+  Segment segment;
+  int64_t* slots() { return static_cast<int64_t*>(segment.data()); }
+};
+Shared MakeShared(size_t n) {
+  return Shared{*Segment::Create({.bytes = n * sizeof(int64_t)})};
+}
+
+TEST(TableFork, RandomOpsKeepPerKeyInvariants) {
+  constexpr int kWorkers = 4;
+  constexpr int kOps = 20'000;
+  constexpr int kCounters = 64;   // group A: only incremented (Incr, CAS)
+  constexpr int kVersioned = 64;  // group B: rows always whole versions
+  absl::StatusOr<Table> t = Table::Create(WSchema(), {.capacity = 256});
+  ASSERT_TRUE(t.ok()) << t.status();
+  Shared counts = MakeShared(kWorkers * kCounters);
+  std::vector<pid_t> pids;
+  for (int w = 0; w < kWorkers; ++w) {
+    pids.push_back(ForkChild([&, w] {
+      std::mt19937_64 rng(w + 1);
+      int64_t* mine = counts.slots() + w * kCounters;
+      int64_t version = int64_t{w} << 40;
+      for (int i = 0; i < kOps; ++i) {
+        const uint64_t dice = rng() % 100;
+        if (dice < 40) {
+          const std::string key = absl::StrCat("ctr", rng() % kCounters);
+          const int idx = std::stoi(key.substr(3));
+          if (dice < 30) {
+            if (!t->Incr(key, "n", 1, {.create = true}).ok())
+              return kUnexpected;
+            ++mine[idx];
+          } else {
+            absl::StatusOr<Value> now = t->GetColumn(key, "n");
+            if (absl::IsNotFound(now.status())) continue;
+            if (!now.ok()) return kUnexpected;
+            absl::StatusOr<bool> swapped =
+                t->CompareAndSet(key, "n", *now, now->int_value() + 1);
+            if (!swapped.ok()) return kUnexpected;
+            if (*swapped) ++mine[idx];
+          }
+          continue;
+        }
+        const std::string key = absl::StrCat("ver", rng() % kVersioned);
+        const std::vector<FieldValue> fields = VersionedFields(++version);
+        absl::Status st;
+        switch (dice % 6) {
+          case 0:
+            st = t->Set(key, fields);
+            break;
+          case 1:
+            st = t->Add(key, fields);
+            if (absl::IsAlreadyExists(st)) st = absl::OkStatus();
+            break;
+          case 2:
+            st = t->Update(key, fields);
+            if (absl::IsNotFound(st)) st = absl::OkStatus();
+            break;
+          case 3:
+            st = t->Del(key);
+            if (absl::IsNotFound(st)) st = absl::OkStatus();
+            break;
+          case 4: {
+            absl::StatusOr<Row> row = t->GetAndDelete(key);
+            if (row.ok() && !RowIsVersioned(*row, nullptr)) return kTorn;
+            st = absl::IsNotFound(row.status()) ? absl::OkStatus()
+                                                : row.status();
+            break;
+          }
+          default: {
+            absl::StatusOr<Row> row = t->Get(key);
+            if (row.ok() && !RowIsVersioned(*row, nullptr)) return kTorn;
+            st = absl::IsNotFound(row.status()) ? absl::OkStatus()
+                                                : row.status();
+            break;
+          }
+        }
+        if (!st.ok()) return kUnexpected;
+      }
+      return kOk;
+    }));
+  }
+  for (pid_t p : pids) EXPECT_TRUE(ExitedWith(p, kOk, absl::Minutes(3)));
+  for (int k = 0; k < kCounters; ++k) {
+    int64_t expected = 0;
+    for (int w = 0; w < kWorkers; ++w)
+      expected += counts.slots()[w * kCounters + k];
+    absl::StatusOr<Value> n = t->GetColumn(absl::StrCat("ctr", k), "n");
+    if (expected == 0) {
+      EXPECT_THAT(n, StatusIs(absl::StatusCode::kNotFound));
+    } else {
+      ASSERT_TRUE(n.ok()) << k;
+      EXPECT_EQ(n->int_value(), expected) << "counter " << k;
+    }
+  }
+  uint64_t rows = 0;
+  ASSERT_TRUE(t->ForEach([&](const Row& row) {
+                 ++rows;
+                 if (row.key().substr(0, 3) == "ver") {
+                   EXPECT_TRUE(RowIsVersioned(row, nullptr));
+                 }
+                 return true;
+               }).ok());
+  EXPECT_EQ(rows, t->Count());
+  EXPECT_TRUE(t->CheckConsistency().ok());
+  EXPECT_EQ(t->Stats().recoveries, 0u);
+}
+
+TEST(TableFork, HotKeyIncrementsFromFourProcessesAreExact) {
+  constexpr int kWorkers = 4;
+  constexpr int kIncrements = 100'000;
+  absl::StatusOr<Table> t = Table::Create(WSchema(), {.capacity = 16});
+  ASSERT_TRUE(t.ok());
+  ASSERT_TRUE(t->Set("hot", {{"n", 0}}).ok());
+  std::vector<pid_t> pids;
+  for (int w = 0; w < kWorkers; ++w) {
+    pids.push_back(ForkChild([&] {
+      for (int i = 0; i < kIncrements; ++i) {
+        if (!t->Incr("hot", "n", 1).ok()) return kUnexpected;
+      }
+      return kOk;
+    }));
+  }
+  for (pid_t p : pids) EXPECT_TRUE(ExitedWith(p, kOk, absl::Minutes(3)));
+  EXPECT_EQ(*t->Get("hot")->GetInt("n"), int64_t{kWorkers} * kIncrements);
+}
+
+// Every column of a row derives from one version number; readers in other
+// processes must never see columns of two versions.
+void RunTornReadTest(double seconds) {
+  constexpr int kKeys = 8;
+  absl::StatusOr<Table> t = Table::Create(WSchema(), {.capacity = 64});
+  ASSERT_TRUE(t.ok());
+  for (int k = 0; k < kKeys; ++k) {
+    ASSERT_TRUE(t->Set(SeqKey(k), VersionedFields(0)).ok());
+  }
+  Shared reads = MakeShared(4);
+  const absl::Time until = absl::Now() + absl::Seconds(seconds);
+  std::vector<pid_t> pids;
+  for (int w = 0; w < 2; ++w) {  // writers
+    pids.push_back(ForkChild([&, w] {
+      std::mt19937_64 rng(w);
+      int64_t v = w * 1'000'000'000LL;
+      while (absl::Now() < until) {
+        for (int i = 0; i < 256; ++i) {
+          if (!t->Set(SeqKey(rng() % kKeys), VersionedFields(++v)).ok()) {
+            return kUnexpected;
+          }
+        }
+      }
+      return kOk;
+    }));
+  }
+  for (int r = 0; r < 2; ++r) {  // readers
+    pids.push_back(ForkChild([&, r] {
+      std::mt19937_64 rng(100 + r);
+      Row row;
+      int64_t n = 0;
+      while (absl::Now() < until) {
+        for (int i = 0; i < 256; ++i, ++n) {
+          if (!t->Get(SeqKey(rng() % kKeys), &row).ok()) return kUnexpected;
+          if (!RowIsVersioned(row, nullptr)) return kTorn;
+        }
+      }
+      reads.slots()[r] = n;
+      return kOk;
+    }));
+  }
+  for (pid_t p : pids)
+    EXPECT_TRUE(ExitedWith(p, kOk, absl::Seconds(seconds + 60)));
+  EXPECT_GT(reads.slots()[0] + reads.slots()[1], 1000);
+  std::printf(
+      "torn-read test: %.1f s, %lld consistent reads, %llu read fallbacks\n",
+      seconds, static_cast<long long>(reads.slots()[0] + reads.slots()[1]),
+      static_cast<unsigned long long>(t->Stats().read_fallbacks));
+}
+
+TEST(TableFork, ReadersNeverSeeATornRow) { RunTornReadTest(Seconds(2)); }
+
+TEST(TableFork, StoppedWriterIsNeverOverridden) {
+  absl::StatusOr<Table> t = Table::Create(
+      WSchema(), {.capacity = 16, .lock_timeout = absl::Seconds(1)});
+  ASSERT_TRUE(t.ok());
+  ASSERT_TRUE(t->Set("k", VersionedFields(1)).ok());
+  const pid_t writer = ForkChild([&] {
+    // Stops itself holding the bucket lock, the row half rewritten.
+    internal::ArmCrashPoint(internal::CrashPoint::kWrittenBeforeSeqEven, 0,
+                            internal::CrashAction::kStop);
+    return t->Set("k", VersionedFields(2)).ok() ? kOk : kUnexpected;
+  });
+  int status = 0;
+  ASSERT_EQ(waitpid(writer, &status, WUNTRACED), writer);
+  ASSERT_TRUE(WIFSTOPPED(status));
+  const absl::Time stopped = absl::Now();
+  EXPECT_THAT(t->Set("k", VersionedFields(3)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  // Readers cannot get a consistent copy either; after their optimistic
+  // tries they wait for the lock and give up the same way.
+  EXPECT_THAT(t->Get("k"), StatusIs(absl::StatusCode::kDeadlineExceeded));
+  absl::SleepFor(absl::Seconds(3) - (absl::Now() - stopped));
+  ASSERT_EQ(kill(writer, SIGCONT), 0);
+  EXPECT_TRUE(ExitedWith(writer, kOk));
+  int64_t v = 0;
+  absl::StatusOr<Row> row = t->Get("k");
+  ASSERT_TRUE(row.ok());
+  ASSERT_TRUE(RowIsVersioned(*row, &v));
+  EXPECT_EQ(v, 2);  // the stopped writer finished its own write
+  EXPECT_EQ(t->Stats().recoveries, 0u);
+  EXPECT_GE(t->Stats().lock_waits, 1u);
+}
+
+TEST(TableFork, IterationSeesStableRowsExactlyOnceUnderChurn) {
+  constexpr int kStable = 3000;
+  absl::StatusOr<Table> t = Table::Create(WSchema(), {.capacity = 8000});
+  ASSERT_TRUE(t.ok());
+  for (int i = 0; i < kStable; ++i) {
+    ASSERT_TRUE(t->Set(absl::StrCat("stable", i), {{"n", i}}).ok());
+  }
+  Shared stop = MakeShared(1);
+  std::vector<pid_t> churners;
+  for (int w = 0; w < 2; ++w) {
+    churners.push_back(ForkChild([&, w] {
+      std::mt19937_64 rng(w);
+      while (stop.slots()[0] == 0) {
+        const std::string key = absl::StrCat("churn", w, "-", rng() % 2000);
+        absl::Status st = (rng() & 1) ? t->Set(key, {{"n", -1}}) : t->Del(key);
+        if (!st.ok() && !absl::IsNotFound(st)) return kUnexpected;
+      }
+      return kOk;
+    }));
+  }
+  for (int pass = 0; pass < 5; ++pass) {
+    std::map<std::string, int> seen;
+    ASSERT_TRUE(t->ForEach([&](const Row& row) {
+                   ++seen[std::string(row.key())];
+                   return true;
+                 }).ok());
+    int stable_seen = 0;
+    for (const auto& [key, times] : seen) {
+      ASSERT_EQ(times, 1) << key << " seen " << times << " times in pass "
+                          << pass;
+      stable_seen += key.rfind("stable", 0) == 0;
+    }
+    EXPECT_EQ(stable_seen, kStable) << "pass " << pass;
+  }
+  std::atomic_ref<int64_t>(stop.slots()[0]).store(1);
+  for (pid_t p : churners) EXPECT_TRUE(ExitedWith(p, kOk));
+  EXPECT_TRUE(t->CheckConsistency().ok());
+}
+
+}  // namespace
+}  // namespace shmkit
