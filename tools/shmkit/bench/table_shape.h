@@ -1,0 +1,60 @@
+// What a table workload does, shared by its three variants (shmkit, floor,
+// Boost) so they do the same work.
+#ifndef SHMKIT_TOOLS_SHMKIT_BENCH_TABLE_SHAPE_H_
+#define SHMKIT_TOOLS_SHMKIT_BENCH_TABLE_SHAPE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "shmkit/table/schema.h"
+#include "tools/shmkit/bench/workload.h"
+
+namespace shmkit::cli::bench {
+
+enum class Shape { kReadMix, kHotKey, kTtlChurn, kCapacity };
+
+struct TableShape {
+  std::string name;
+  Shape shape = Shape::kReadMix;
+  int read_percent = 0;  // kReadMix: Get share; kTtlChurn: Get share
+  std::vector<std::string> kinds;
+  // From the options.
+  uint64_t capacity = 0;
+  uint64_t preload = 0;  // keys 0..preload-1 exist at the start
+  uint32_t key_bytes = 16;
+  absl::Duration session_ttl;
+  int workers = 1;
+};
+
+// The longest key the table workloads use (--key-bytes).
+inline constexpr uint32_t kMaxBenchKeyBytes = 64;
+// The string column's size and the bytes every write stores in it.
+inline constexpr uint32_t kStringBytes = 64;
+// Workload counters (WorkerContext extra slots).
+inline constexpr int kExtraFirstRefused = 0;  // capacity: min key index
+inline constexpr int kExtraRefused = 1;       // capacity: refused inserts
+inline constexpr int kExtraInserted = 2;      // capacity: inserts done
+inline constexpr int kExtraRecreated = 1;     // ttl-churn: misses re-created
+inline constexpr int kExtraHits = 0;          // ttl-churn: sessions found
+
+// Workload W's schema (plus a TTL for ttl-churn).
+absl::StatusOr<Schema> ShapeSchema(const TableShape& shape);
+// The initial TTL of preloaded session `i`: spread over (0, session_ttl] so
+// the sessions do not all expire at once.
+absl::Duration PreloadTtl(const TableShape& shape, uint64_t i);
+// The keys a capacity worker inserts: index, index + workers, ... below
+// capacity + workers (so every worker tries at least once past capacity).
+uint64_t CapacityQuota(const TableShape& shape, int index);
+
+// The Boost variant (boost_map.cc): a boost::unordered_map in a
+// Boost.Interprocess managed buffer under one interprocess_mutex. Without
+// Boost in the build its unavailable() says so.
+std::unique_ptr<Variant> MakeBoostVariant(const TableShape& shape);
+
+}  // namespace shmkit::cli::bench
+
+#endif  // SHMKIT_TOOLS_SHMKIT_BENCH_TABLE_SHAPE_H_

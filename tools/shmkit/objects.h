@@ -1,0 +1,49 @@
+// Opening and describing shmkit objects for the subcommands.
+#ifndef SHMKIT_TOOLS_SHMKIT_OBJECTS_H_
+#define SHMKIT_TOOLS_SHMKIT_OBJECTS_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "shmkit/ipc/object.h"
+#include "shmkit/table/table.h"
+#include "tools/shmkit/sysv_objects.h"
+#include "tools/shmkit/text.h"
+
+namespace shmkit::cli {
+
+// A segment looked at without trusting it: its /proc entry and, when it
+// carries a shmkit header of this build's format, the header.
+struct SegmentView {
+  SysvEntry entry;
+  std::optional<ObjectInfo> info;  // nullopt: not a shmkit object
+  std::string why_not;             // when info is nullopt: why
+  bool creator_alive = false;      // shmkit objects: pid and start time
+};
+
+// Looks at segment `id` (attached read-only, detached before returning).
+// NotFound when it is gone.
+absl::StatusOr<SegmentView> ViewSegment(int id);
+// The same for a segment already listed.
+absl::StatusOr<SegmentView> ViewSegment(const SysvEntry& entry);
+
+// Attaches the table named by OBJECT (a segment key or id), accepting any
+// permission bits (the owner must still be us). FailedPrecondition when the
+// segment is not a table.
+absl::StatusOr<Table> OpenTable(absl::string_view object, bool read_only);
+
+// "table", "atomic-counter"... or "segment" for non-shmkit segments.
+std::string KindOf(const SegmentView& view);
+
+// Writes the identity fields every object has (kind, key, id, owner, mode,
+// ...) as JSON members of the object being written.
+void WriteEntryJson(const SysvEntry& entry, JsonWriter& json);
+
+}  // namespace shmkit::cli
+
+#endif  // SHMKIT_TOOLS_SHMKIT_OBJECTS_H_
