@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/container/inlined_vector.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "shmkit/ipc/internal/status_macros.h"
 #include "shmkit/table/internal/layout.h"
@@ -135,7 +136,7 @@ absl::Status Table::Get(absl::string_view key, Row* row) const {
   SHMKIT_ASSIGN_OR_RETURN(bool found, core_->FindRow(key, row));
   if (!found) {
     return absl::NotFoundError(
-        absl::StrCat("key not found (", key.size(), " bytes)"));
+        absl::StrCat("key \"", absl::CEscape(key), "\" not found"));
   }
   return absl::OkStatus();
 }
@@ -148,7 +149,7 @@ absl::StatusOr<Value> Table::GetColumn(absl::string_view key,
       bool found, core_->Read(key, TableCore::CopyWhat::kColumn, c, &row));
   if (!found) {
     return absl::NotFoundError(
-        absl::StrCat("key not found (", key.size(), " bytes)"));
+        absl::StrCat("key \"", absl::CEscape(key), "\" not found"));
   }
   return row.Get(c);
 }

@@ -654,6 +654,17 @@ absl::StatusOr<bool> TableCore::Read(absl::string_view key, CopyWhat what,
     // (sleeping in between) for up to lock_timeout.
     const absl::Time deadline = absl::Now() + lock_timeout_;
     while (absl::Now() < deadline) {
+      // A writer that died in this bucket will not finish: say so now
+      // rather than after lock_timeout (checking reads the registry only).
+      if (std::optional<OwnerToken> owner =
+              OwnerOfLockWord(Load(*bucket_lock(b), std::memory_order_relaxed));
+          owner.has_value() && registry_.IsDead(*owner)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "bucket ", b,
+            " was left busy by a writer that died (registry slot ", owner->slot,
+            "); a read-only handle cannot recover it: run "
+            "Table::Recover() or `shmkit recover` from a writable handle"));
+      }
       absl::SleepFor(absl::Microseconds(200));
       const uint64_t w1 = Load(bword, std::memory_order_acquire);
       if (SeqOf(w1) & 1) continue;

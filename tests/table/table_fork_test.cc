@@ -251,6 +251,36 @@ TEST(TableFork, StoppedWriterIsNeverOverridden) {
   EXPECT_GE(t->Stats().lock_waits, 1u);
 }
 
+TEST(TableFork, ReadOnlyHandleReportsADeadWritersBucketAtOnce) {
+  const IpcKey key = ::shmkit::testing::UniqueKey();
+  absl::StatusOr<Table> t = Table::Create(
+      WSchema(),
+      {.capacity = 16, .key = key, .lock_timeout = absl::Seconds(5)});
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE(t->Set("k", VersionedFields(1)).ok());
+  const pid_t writer = ForkChild([&] {
+    internal::ArmCrashPoint(internal::CrashPoint::kWrittenBeforeSeqEven);
+    return t->Set("k", VersionedFields(2)).ok() ? kOk : kUnexpected;
+  });
+  std::optional<::shmkit::testing::ChildExit> e =
+      ::shmkit::testing::WaitChild(writer);
+  ASSERT_TRUE(e.has_value() && e->signaled);
+  absl::StatusOr<Table> ro = Table::Attach(key, {.read_only = true});
+  ASSERT_TRUE(ro.ok()) << ro.status();
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(ro->Get("k"), ::shmkit::testing::StatusIsWith(
+                                absl::StatusCode::kFailedPrecondition, "died"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  // A writable handle recovers it; then the read-only one reads the old row.
+  EXPECT_EQ(*t->Recover(), 1u);
+  int64_t v = 0;
+  absl::StatusOr<Row> row = ro->Get("k");
+  ASSERT_TRUE(row.ok()) << row.status();
+  ASSERT_TRUE(RowIsVersioned(*row, &v));
+  EXPECT_EQ(v, 1);
+  ASSERT_TRUE(t->Remove().ok());
+}
+
 TEST(TableFork, IterationSeesStableRowsExactlyOnceUnderChurn) {
   constexpr int kStable = 3000;
   absl::StatusOr<Table> t = Table::Create(WSchema(), {.capacity = 8000});
