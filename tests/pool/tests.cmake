@@ -19,3 +19,8 @@ shmkit_test(worker_pool_master_death_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/worker_pool_master_death_test.cc
   LABELS pool fork
   TIMEOUT 60)
+# The pool with a table: a worker killed holding a bucket lock.
+shmkit_test(pool_table_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/pool_table_test.cc
+  LABELS pool table fork
+  TIMEOUT 60)
