@@ -1,0 +1,70 @@
+#include "shmkit/ipc/queue/factory.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "shmkit/ipc/queue/fifo_queue.h"
+#include "shmkit/ipc/queue/pipe_queue.h"
+#include "shmkit/ipc/queue/ring_queue.h"
+#include "shmkit/ipc/queue/socketpair_queue.h"
+#include "shmkit/ipc/queue/sysv_queue.h"
+
+namespace shmkit {
+namespace {
+
+using OpenFn = absl::StatusOr<std::unique_ptr<Queue>> (*)(const QueueSpec&);
+
+struct Backend {
+  absl::string_view scheme;
+  OpenFn open;
+  absl::string_view summary;
+};
+
+// The one place that maps a scheme to a backend: a new backend is one line
+// here plus its FromSpec().
+constexpr Backend kBackends[] = {
+    {"sysv", &SysvQueue::FromSpec,
+     "System V message queue: key=K | private | id=N, open=auto|create|"
+     "attach, mode=0600, queue_bytes=N"},
+    {"pipe", &PipeQueue::FromSpec,
+     "anonymous pipe, shared through fork: max_bytes=N, registry_slots=N, "
+     "spin_us=N"},
+    {"fifo", &FifoQueue::FromSpec,
+     "named pipe for unrelated processes: path=/abs/path (none: private), "
+     "open=..., mode=0600, role=both|sender|receiver, max_bytes=N, "
+     "registry_slots=N, spin_us=N"},
+    {"socketpair", &SocketPairQueue::FromSpec,
+     "AF_UNIX SOCK_SEQPACKET pair, shared through fork, bidirectional"},
+    {"ring", &RingQueue::FromSpec,
+     "shared-memory MPMC ring: slots=N (power of two), slot_bytes=N, key=K "
+     "| private, open=..., mode=0600, registry_slots=N, spin_us=N, "
+     "check_us=N"},
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Queue>> OpenQueue(const QueueSpec& spec) {
+  for (const Backend& backend : kBackends) {
+    if (backend.scheme == spec.scheme) return backend.open(spec);
+  }
+  std::vector<absl::string_view> known;
+  for (const Backend& backend : kBackends) known.push_back(backend.scheme);
+  return absl::InvalidArgumentError(absl::StrCat(
+      "queue spec \"", spec.text, "\": unknown scheme \"", spec.scheme,
+      "\" (known: ", absl::StrJoin(known, ", "), ")"));
+}
+
+absl::StatusOr<std::unique_ptr<Queue>> OpenQueue(absl::string_view spec) {
+  absl::StatusOr<QueueSpec> parsed = ParseQueueSpec(spec);
+  if (!parsed.ok()) return parsed.status();
+  return OpenQueue(*parsed);
+}
+
+std::vector<QueueScheme> QueueSchemes() {
+  std::vector<QueueScheme> out;
+  for (const Backend& backend : kBackends) {
+    out.push_back({std::string(backend.scheme), std::string(backend.summary)});
+  }
+  return out;
+}
+
+}  // namespace shmkit

@@ -1,0 +1,39 @@
+// OpenQueue: any queue backend from a spec string (spec.h), so tools,
+// benchmarks and configuration files take a queue as one flag:
+//
+//   sysv:key=0x5eed               sysv:private         sysv:id=32769
+//   pipe                          pipe:max_bytes=1048576
+//   fifo:path=/run/app/q          fifo                 (private FIFO)
+//   socketpair
+//   ring:slots=4096,slot_bytes=256                     ring:key=0x5eed
+//
+// Each backend's header lists its keys. A bad spec (unknown scheme,
+// unknown or malformed key, bad value) is InvalidArgument naming the bad
+// part, and nothing is created.
+#ifndef SHMKIT_IPC_QUEUE_FACTORY_H_
+#define SHMKIT_IPC_QUEUE_FACTORY_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "shmkit/ipc/queue/queue.h"
+#include "shmkit/ipc/queue/spec.h"
+
+namespace shmkit {
+
+absl::StatusOr<std::unique_ptr<Queue>> OpenQueue(absl::string_view spec);
+absl::StatusOr<std::unique_ptr<Queue>> OpenQueue(const QueueSpec& spec);
+
+// The schemes OpenQueue knows, with a one-line summary each (for --help).
+struct QueueScheme {
+  std::string scheme;
+  std::string summary;
+};
+std::vector<QueueScheme> QueueSchemes();
+
+}  // namespace shmkit
+
+#endif  // SHMKIT_IPC_QUEUE_FACTORY_H_

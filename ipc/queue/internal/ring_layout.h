@@ -1,0 +1,164 @@
+// The shared-memory layout of a ring queue (RingQueue, ring_queue.h).
+// Internal: exposed for the golden layout test and the kill tests.
+//
+// Segment (kind kRingQueue, layout kRingLayoutVersion):
+//
+//   ObjectHeader        128 bytes (capacity = slots, fingerprint = slot_bytes)
+//   RingControl         6 cache lines: geometry | tail | head |
+//                       not-empty wake-ups | not-full wake-ups | counters
+//   RingSlot[slots]     slot_stride bytes each: a 32-byte RingSlot header,
+//                       then slot_bytes of payload (one message per slot)
+//   ProcessRegistry     owner identities (ProcessRegistry::BytesFor)
+//
+// The algorithm is Vyukov's bounded MPMC queue, with the per-slot sequence
+// number extended into a state word that also names the process working on
+// the slot, so a slot held by a dead process can be recovered:
+//
+//   RingSlot::state
+//     bits  0..23  owner: registry slot + 1 of the thread writing (reserved)
+//                  or reading (claimed) the slot; 0 = none;
+//                  kRingTombstone = a dead producer's reservation, skipped
+//     bits 24..31  the owner's registry generation, low 8 bits
+//     bits 32..63  sequence: the position the slot is at, modulo 2^32
+//
+//   For the slot of position p (index p mod slots), with S = slots:
+//     seq p,     owner 0      free: the producer of position p may reserve it
+//     seq p,     owner P      reserved: producer P is writing the message
+//     seq p+1,   owner 0      published: a consumer may claim it
+//     seq p+1,   owner C      claimed: consumer C is copying the message out
+//     seq p+1,   tombstone    P died reserved; a consumer skips it
+//     seq p+S,   owner 0      free again, for position p+S
+//
+// Producer: read tail, find the slot free for that position, reserve it by
+// CAS of the state word (free -> reserved by me), advance tail by CAS (any
+// producer that sees a reserved slot at tail helps advance it, so a producer
+// that dies right after reserving never stalls tail), write type, length and
+// payload, publish by CAS (reserved by me -> published). Consumer: the
+// mirror image on head: claim by CAS (published -> claimed by me), advance
+// head (helped likewise), copy out, free by CAS (claimed by me -> free for
+// p+S). Sequences compare modulo 2^32, which is safe as long as no thread
+// stalls for 2^31 positions between reading and CASing a slot (and even
+// then a stale CAS lands on a slot that is free at the lap it names).
+//
+// Dead owners. A consumer blocked on a reserved slot, or a producer blocked
+// on a claimed one, looks at the owner once the slot has stayed the same for
+// `dead_owner_check` (1 ms by default), and again at that interval: the
+// owner is dead when its registry slot's generation moved (low 8 bits
+// compared) or the registry says its process is gone (ProcessRegistry::
+// IsDead: pid gone or reused; a zombie is alive until reaped). Only then
+// does it CAS the exact state word it saw: a reserved slot becomes a
+// tombstone (counted in reclaimed_slots), a claimed slot becomes free (its
+// message is lost with the consumer that took it; counted in
+// abandoned_messages). A live owner, however slow, is never replaced, and
+// its own final CAS would fail loudly (Internal) if it ever were.
+#ifndef SHMKIT_IPC_QUEUE_INTERNAL_RING_LAYOUT_H_
+#define SHMKIT_IPC_QUEUE_INTERNAL_RING_LAYOUT_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "shmkit/ipc/object.h"
+
+namespace shmkit::internal {
+
+inline constexpr uint32_t kRingLayoutVersion = 1;
+
+inline constexpr uint32_t kRingOwnerBits = 24;
+inline constexpr uint32_t kRingOwnerMask = (1u << kRingOwnerBits) - 1;
+inline constexpr uint32_t kRingTombstone = kRingOwnerMask;
+// Registry slots a ring may have: slot + 1 must fit the owner field and
+// stay below kRingTombstone.
+inline constexpr uint32_t kRingMaxRegistrySlots = 65535;
+inline constexpr uint32_t kRingMaxSlots = 1u << 24;
+inline constexpr uint32_t kRingMaxSlotBytes = 16u << 20;
+
+constexpr uint64_t RingState(uint32_t seq, uint32_t owner, uint32_t gen8) {
+  return (uint64_t{seq} << 32) | (uint64_t{gen8 & 0xff} << kRingOwnerBits) |
+         (owner & kRingOwnerMask);
+}
+constexpr uint32_t RingSeqOf(uint64_t state) {
+  return static_cast<uint32_t>(state >> 32);
+}
+constexpr uint32_t RingOwnerOf(uint64_t state) {
+  return static_cast<uint32_t>(state) & kRingOwnerMask;
+}
+constexpr uint32_t RingGenOf(uint64_t state) {
+  return static_cast<uint32_t>(state >> kRingOwnerBits) & 0xff;
+}
+
+struct alignas(kCacheLineBytes) RingControl {
+  // Line 0: geometry (written once by the creator) and the removed mark.
+  uint32_t slots;
+  uint32_t slot_bytes;
+  uint32_t slot_stride;
+  uint32_t registry_slots;
+  uint64_t slots_offset;     // from the start of the segment
+  uint64_t registry_offset;  // from the start of the segment
+  uint32_t removed;          // atomic; 1 once Remove()d
+  uint32_t reserved0;
+  uint64_t reserved1[3];
+  // Line 1: producers.
+  uint64_t tail;  // atomic; next position to reserve
+  uint64_t reserved2[7];
+  // Line 2: consumers.
+  uint64_t head;  // atomic; next position to claim
+  uint64_t reserved3[7];
+  // Line 3: consumers waiting for a message (change_notifier.h).
+  uint32_t not_empty_seq;
+  uint32_t not_empty_waiters;
+  uint64_t reserved4[7];
+  // Line 4: producers waiting for a free slot.
+  uint32_t not_full_seq;
+  uint32_t not_full_waiters;
+  uint64_t reserved5[7];
+  // Line 5: counters (rarely written).
+  uint64_t reclaimed_slots;     // atomic
+  uint64_t abandoned_messages;  // atomic
+  uint64_t reserved6[6];
+};
+static_assert(sizeof(RingControl) == 6 * kCacheLineBytes &&
+                  std::is_standard_layout_v<RingControl> &&
+                  std::is_trivially_copyable_v<RingControl>,
+              "six cache lines of plain fields, so producers (tail), "
+              "consumers (head) and sleepers never share a line");
+
+struct RingSlot {
+  uint64_t state;   // atomic; see the file comment
+  int64_t type;     // atomic (relaxed): read before the claim
+  uint32_t length;  // atomic (relaxed): read before the claim
+  uint32_t reserved0;
+  uint64_t reserved1;
+  // slot_bytes of payload follow.
+};
+static_assert(sizeof(RingSlot) == 32 && std::is_standard_layout_v<RingSlot> &&
+                  std::is_trivially_copyable_v<RingSlot>,
+              "the slot header is 32 bytes of plain fields; state first, so "
+              "it shares the payload's first cache line");
+static_assert(std::atomic_ref<uint64_t>::is_always_lock_free,
+              "the slot state word must be a lock-free 64-bit atomic");
+
+constexpr size_t kRingControlOffset = sizeof(ObjectHeader);
+constexpr size_t kRingSlotsOffset = kRingControlOffset + sizeof(RingControl);
+static_assert(kRingSlotsOffset % kCacheLineBytes == 0);
+
+constexpr uint64_t RingSlotStride(uint32_t slot_bytes) {
+  return (sizeof(RingSlot) + uint64_t{slot_bytes} + kCacheLineBytes - 1) /
+         kCacheLineBytes * kCacheLineBytes;
+}
+
+// Points in the ring's send and receive paths where a test can make the
+// calling process die (ring kill tests). Unset (nullptr) in production; the
+// check is one relaxed load and a predictable branch.
+enum class RingHookPoint {
+  kAfterReserve,   // producer: slot reserved, tail not yet advanced
+  kBeforePublish,  // producer: tail advanced, payload not yet written
+  kAfterClaim,     // consumer: slot claimed, not yet copied and freed
+};
+using RingTestHook = void (*)(RingHookPoint);
+inline std::atomic<RingTestHook> ring_test_hook{nullptr};
+
+}  // namespace shmkit::internal
+
+#endif  // SHMKIT_IPC_QUEUE_INTERNAL_RING_LAYOUT_H_
