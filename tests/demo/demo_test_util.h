@@ -63,7 +63,7 @@ struct HttpResult {
 // The prefork-demo server on an ephemeral loopback port.
 class DemoServer {
  public:
-  // Starts the server with `flags` and waits until it has written its port.
+  // Starts the server with `flags` and waits until it prints its port.
   static absl::StatusOr<std::unique_ptr<DemoServer>> Start(
       const std::vector<std::string>& flags = {});
 
@@ -84,7 +84,6 @@ class DemoServer {
  private:
   explicit DemoServer(const std::vector<std::string>& argv) : process_(argv) {}
   BackgroundProcess process_;
-  std::string dir_;
   int port_ = 0;
 };
 
@@ -109,7 +108,6 @@ struct StatsWorker {
   int64_t pid = 0;
   int64_t incarnation = 0;
   int64_t requests = 0;
-  int64_t connections = 0;
 };
 std::vector<StatsWorker> ParseWorkers(absl::string_view stats);
 

@@ -38,12 +38,24 @@ trap cleanup EXIT
 
 # run_one <shared: true|false>: sets rps to the requests/s wrk measured.
 run_one() {
-  rm -f "$dir/port"
+  : >"$dir/out"  # now, so the loop below never reads the previous server's
   "$bin" --shared="$1" --request_workers="$workers" --task_workers=1 \
-    --rate_limit=1000000000 --port_file="$dir/port" >/dev/null 2>"$dir/log" &
+    --rate_limit=1000000000 >"$dir/out" 2>"$dir/log" &
   server=$!
-  for _ in $(seq 1 500); do [ -s "$dir/port" ] && break; sleep 0.01; done
-  local url="http://127.0.0.1:$(cat "$dir/port")/hit"
+  # The server prints "... listening on http://127.0.0.1:<port>/ ..." once
+  # its workers run.
+  local port=""
+  for _ in $(seq 1 500); do
+    port="$(sed -n 's|.*http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$dir/out")"
+    [ -n "$port" ] && break
+    sleep 0.01
+  done
+  if [ -z "$port" ]; then
+    echo "prefork-demo did not start:" >&2
+    cat "$dir/log" >&2
+    exit 1
+  fi
+  local url="http://127.0.0.1:$port/hit"
   wrk -t"$threads" -c"$connections" -d1s "$url" >/dev/null  # warm-up
   wrk -t"$threads" -c"$connections" -d"${duration}s" "$url" >"$dir/wrk"
   kill -TERM "$server"
