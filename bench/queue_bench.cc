@@ -346,6 +346,11 @@ BENCHMARK_CAPTURE(RawChannelRoundTrip, seqpacket, &RawChannel::Seqpacket)
 BENCHMARK_CAPTURE(QueueRoundTrip, socketpair, std::string("socketpair"))
     ->Apply(Sizes);
 BENCHMARK_CAPTURE(QueueRoundTrip, ring, std::string("ring"))->Apply(Sizes);
+// Stream sockets (a private unix name, a loopback tcp port) against the
+// socketpair backend.
+BENCHMARK_CAPTURE(QueueRoundTrip, stream_unix, std::string("unix"))
+    ->Apply(Sizes);
+BENCHMARK_CAPTURE(QueueRoundTrip, stream_tcp, std::string("tcp"))->Apply(Sizes);
 
 BENCHMARK_CAPTURE(RingRoundTripPinned, spin, std::string("20"))->UseRealTime();
 BENCHMARK_CAPTURE(RingRoundTripPinned, futex, std::string("0"))->UseRealTime();
@@ -381,6 +386,11 @@ int main(int argc, char** argv) {
                       name("QueueOneWay/sysv", bytes), 10.0, true});
     ratios.push_back({name("QueueRoundTrip/ring", bytes),
                       name("QueueRoundTrip/sysv", bytes), 0.05});
+    for (const char* stream :
+         {"QueueRoundTrip/stream_unix", "QueueRoundTrip/stream_tcp"}) {
+      ratios.push_back(
+          {name(stream, bytes), name("QueueRoundTrip/socketpair", bytes)});
+    }
   }
   ratios.push_back({"RingRoundTripPinned/spin/real_time",
                     "RingRoundTripPinned/futex/real_time", 2.0});

@@ -6,6 +6,7 @@
 #include "shmkit/ipc/queue/pipe_queue.h"
 #include "shmkit/ipc/queue/ring_queue.h"
 #include "shmkit/ipc/queue/socketpair_queue.h"
+#include "shmkit/ipc/queue/stream_queue.h"
 #include "shmkit/ipc/queue/sysv_queue.h"
 
 namespace shmkit {
@@ -38,6 +39,14 @@ constexpr Backend kBackends[] = {
      "shared-memory MPMC ring: slots=N (power of two), slot_bytes=N, key=K "
      "| private, open=..., mode=0600, registry_slots=N, spin_us=N, "
      "check_us=N"},
+    {"unix", &StreamQueue::FromSpec,
+     "AF_UNIX stream socket, listener and connecting senders: path=/abs/path "
+     "| @abstract (none: private), role=listen|connect, max_bytes=N, "
+     "backlog=N, mode=0600, connect_ms=N, linger_ms=N"},
+    {"tcp", &StreamQueue::FromSpec,
+     "TCP stream socket, listener and connecting senders: host=127.0.0.1, "
+     "port=N (0: any free, listen only), role=listen|connect, max_bytes=N, "
+     "backlog=N, connect_ms=N, linger_ms=N"},
 };
 
 }  // namespace

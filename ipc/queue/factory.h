@@ -6,6 +6,8 @@
 //   fifo:path=/run/app/q          fifo                 (private FIFO)
 //   socketpair
 //   ring:slots=4096,slot_bytes=256                     ring:key=0x5eed
+//   unix:path=/run/app/q          unix:path=/run/app/q,role=connect
+//   tcp:port=0                    tcp:host=127.0.0.1,port=7000,role=connect
 //
 // Each backend's header lists its keys. A bad spec (unknown scheme,
 // unknown or malformed key, bad value) is InvalidArgument naming the bad

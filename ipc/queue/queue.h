@@ -6,9 +6,13 @@
 //   fifo        fifo_queue.h         path (or private)  any processes
 //   socketpair  socketpair_queue.h   before fork        parent and children
 //   ring        ring_queue.h         key or private     any processes
+//   unix        stream_queue.h       path or private    any processes
+//   tcp         stream_queue.h       host and port      any processes, hosts
 //
 // OpenQueue() (factory.h) opens any of them from a spec string such as
-// "sysv:key=0x5eed" or "ring:slots=4096,slot_bytes=256".
+// "sysv:key=0x5eed" or "ring:slots=4096,slot_bytes=256". unix and tcp are
+// connection-based: each sending process has its own connection to the
+// listening handle (see QueueCapabilities::shared_channel).
 //
 // A message is a byte string (empty allowed) with a positive type (the
 // System V `long mtype`); every backend carries the type through. Guarantees
@@ -179,13 +183,21 @@ absl::string_view OpenModeName(OpenMode mode);
 // What a backend can do, for this handle. Read at run time (kernel limits,
 // socket buffer sizes), never hard-coded.
 struct QueueCapabilities {
-  std::string backend;  // "sysv", "pipe", "fifo", "socketpair", "ring"
+  // "sysv", "pipe", "fifo", "socketpair", "ring", "unix", "tcp"
+  std::string backend;
   // Largest message Send() accepts, in bytes.
   size_t max_message_bytes = 0;
   bool typed_receive = false;  // TypeFilter other than Any()
   bool bidirectional = false;  // QueueRole::kPeerA / kPeerB
   bool attachable = false;     // unrelated processes can open it by name
   bool pollable_fd = false;    // ReceiveFd() / SendFd() are valid
+  // Every message passes through one channel that all processes share:
+  // any receiving process may take any message, and a message sent after
+  // another one was sent (by any process) is received after it. False for
+  // the connection-based backends (unix, tcp): each sending process has its
+  // own connection, read only by the process that accepted it, and there is
+  // no order between connections.
+  bool shared_channel = true;
 };
 
 struct QueueStats {
@@ -212,6 +224,16 @@ struct QueueStats {
   // ring: messages claimed by consumers that died before releasing them;
   // their slots were reclaimed by producers (every process).
   uint64_t abandoned_messages = 0;
+  // unix, tcp (this handle, this process): connections open now (accepted
+  // ones on a listening handle; 0 or 1 on a connecting one); connections
+  // dropped because the peer broke the wire format (a frame longer than
+  // max_message_bytes, a bad magic or type), and why the last one was;
+  // partial frames discarded because their sender's connection ended in
+  // the middle of one (a sender killed mid-frame).
+  uint64_t connections = 0;
+  uint64_t dropped_connections = 0;
+  std::string last_drop_reason;
+  uint64_t partial_frames_discarded = 0;
 };
 
 class Queue {

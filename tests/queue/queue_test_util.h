@@ -1,5 +1,5 @@
 // Helpers shared by the queue tests: one traits type per backend, so the
-// same typed tests run against all five.
+// same typed tests run against all seven.
 #ifndef SHMKIT_TESTS_QUEUE_QUEUE_TEST_UTIL_H_
 #define SHMKIT_TESTS_QUEUE_QUEUE_TEST_UTIL_H_
 
@@ -36,9 +36,20 @@ struct RingBackend {
   static constexpr const char* kName = "ring";
   static constexpr const char* kSpec = "ring:slots=256,slot_bytes=4096";
 };
+// Stream sockets: a listener on a private abstract name, and one on a free
+// loopback port. The handle sends by connecting to itself.
+struct UnixBackend {
+  static constexpr const char* kName = "unix";
+  static constexpr const char* kSpec = "unix";
+};
+struct TcpBackend {
+  static constexpr const char* kName = "tcp";
+  static constexpr const char* kSpec = "tcp";
+};
 
-using AllBackends = ::testing::Types<SysvBackend, PipeBackend, FifoBackend,
-                                     SocketPairBackend, RingBackend>;
+using AllBackends =
+    ::testing::Types<SysvBackend, PipeBackend, FifoBackend, SocketPairBackend,
+                     RingBackend, UnixBackend, TcpBackend>;
 
 struct BackendNames {
   template <typename T>

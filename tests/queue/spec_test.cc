@@ -60,9 +60,9 @@ TEST(QueueSpec, SyntaxErrorsNameTheBadPart) {
 }
 
 TEST(QueueSpec, TheFactoryNamesUnknownSchemesAndKeys) {
-  EXPECT_THAT(OpenQueue("tcp:port=1"),
+  EXPECT_THAT(OpenQueue("udp:port=1"),
               StatusIsWith(absl::StatusCode::kInvalidArgument,
-                           "unknown scheme \"tcp\""));
+                           "unknown scheme \"udp\""));
   EXPECT_THAT(OpenQueue("ring:slot=8"),
               StatusIsWith(absl::StatusCode::kInvalidArgument,
                            "unknown parameter \"slot\""));

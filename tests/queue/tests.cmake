@@ -6,6 +6,7 @@ shmkit_test(queue_test
     ${CMAKE_CURRENT_LIST_DIR}/conformance_test.cc
     ${CMAKE_CURRENT_LIST_DIR}/layout_golden_test.cc
     ${CMAKE_CURRENT_LIST_DIR}/spec_test.cc
+    ${CMAKE_CURRENT_LIST_DIR}/stream_queue_test.cc
   LABELS queue)
 target_include_directories(queue_test PRIVATE ${CMAKE_CURRENT_LIST_DIR})
 shmkit_test(queue_fork_test
@@ -14,6 +15,12 @@ shmkit_test(queue_fork_test
   LABELS queue fork
   TIMEOUT 300)
 target_include_directories(queue_fork_test PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+shmkit_test(queue_stream_fork_test
+  SOURCES
+    ${CMAKE_CURRENT_LIST_DIR}/stream_queue_fork_test.cc
+  LABELS queue fork
+  TIMEOUT 300)
+target_include_directories(queue_stream_fork_test PRIVATE ${CMAKE_CURRENT_LIST_DIR})
 shmkit_test(ring_kill_test
   SOURCES
     ${CMAKE_CURRENT_LIST_DIR}/ring_kill_test.cc
