@@ -6,9 +6,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -190,14 +192,17 @@ inline void RunConsumerKill(int survivors) {
     others.push_back(ForkChild([&] { return consume(false); }));
   }
   const pid_t victim = ForkChild([&] { return consume(true); });
-  // The producer keeps going until the victim is dead (and a while more),
-  // so the ring comes round to the victim's slot.
+  // The producer keeps going until the victim is dead and then for 4 more
+  // rounds of the ring, so that it surely comes round to the victim's slot
+  // (where it finds the dead claim and counts the abandoned message).
+  constexpr uint32_t kRoundsAfterStop = 4 * 8;  // 4 x slots
   const pid_t producer = ForkChild([&] {
     uint32_t i = 0;
-    for (; i < kMaxMessages; ++i) {
-      if (i >= kMinMessages &&
+    std::optional<uint32_t> stop_at;
+    for (; i < kMaxMessages && (!stop_at || i < *stop_at); ++i) {
+      if (!stop_at && i >= kMinMessages &&
           std::atomic_ref<uint64_t>(*stop_flag).load() != 0) {
-        break;
+        stop_at = std::min(i + kRoundsAfterStop, kMaxMessages);
       }
       if (!q.Send(RingItemBytes(0, i), 1).ok()) return 1;
     }
