@@ -89,7 +89,7 @@ struct BoostValue {
 };
 
 template <size_t kCap>
-class BoostVariant final : public Variant {
+class BoostVariant final : public TableShapedVariant {
  public:
   using Key = BoostKey<kCap>;
   using Manager = bip::managed_external_buffer::segment_manager;
@@ -97,10 +97,10 @@ class BoostVariant final : public Variant {
   using Map = boost::unordered_map<Key, BoostValue, BoostKeyHash<kCap>,
                                    std::equal_to<Key>, Alloc>;
 
-  explicit BoostVariant(TableShape shape) : shape_(std::move(shape)) {}
+  explicit BoostVariant(TableShape shape)
+      : TableShapedVariant(std::move(shape)) {}
   std::string name() const override { return "boost"; }
   bool is_baseline() const override { return true; }
-  std::vector<std::string> kinds() const override { return shape_.kinds; }
 
   absl::Status Setup() override {
     SHMKIT_ASSIGN_OR_RETURN(Schema schema, ShapeSchema(shape_));
@@ -141,18 +141,6 @@ class BoostVariant final : public Variant {
                        " bytes: ", e.what()));
     }
     return absl::OkStatus();
-  }
-
-  void Adjust(RunConfig& config) override {
-    if (shape_.shape == Shape::kCapacity) {
-      config.total_ops = shape_.capacity + shape_.workers;
-    }
-  }
-
-  WorkerHooks Hooks() override {
-    WorkerHooks hooks;
-    hooks.work = [this](WorkerContext& ctx) { Work(ctx); };
-    return hooks;
   }
 
   absl::Status Finish(const RunResult& run, VariantResult& out) override {
@@ -211,7 +199,7 @@ class BoostVariant final : public Variant {
     return v;
   }
 
-  void Work(WorkerContext& ctx) {
+  void Work(WorkerContext& ctx) override {
     Rng rng(0x5eed0000 + ctx.index());
     Map& map = *map_;
     bip::interprocess_mutex& mutex = *mutex_;
@@ -329,7 +317,6 @@ class BoostVariant final : public Variant {
     }
   }
 
-  TableShape shape_;
   std::optional<Segment> segment_;
   std::optional<bip::managed_external_buffer> buffer_;
   bip::interprocess_mutex* mutex_ = nullptr;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -49,6 +50,30 @@ absl::Duration PreloadTtl(const TableShape& shape, uint64_t i);
 // The keys a capacity worker inserts: index, index + workers, ... below
 // capacity + workers (so every worker tries at least once past capacity).
 uint64_t CapacityQuota(const TableShape& shape, int index);
+
+// What the three table variants share: the shape and its kinds, the op
+// budget of the capacity workload (every key up to capacity, plus one
+// refused insert per worker), and a worker that runs Work().
+class TableShapedVariant : public Variant {
+ public:
+  explicit TableShapedVariant(TableShape shape) : shape_(std::move(shape)) {}
+  std::vector<std::string> kinds() const override { return shape_.kinds; }
+  void Adjust(RunConfig& config) override {
+    if (shape_.shape == Shape::kCapacity) {
+      config.total_ops = shape_.capacity + shape_.workers;
+    }
+  }
+  WorkerHooks Hooks() override {
+    WorkerHooks hooks;
+    hooks.work = [this](WorkerContext& ctx) { Work(ctx); };
+    return hooks;
+  }
+
+ protected:
+  virtual void Work(WorkerContext& ctx) = 0;
+
+  const TableShape shape_;
+};
 
 // The Boost variant (boost_map.cc): a boost::unordered_map in a
 // Boost.Interprocess managed buffer under one interprocess_mutex. Without

@@ -77,11 +77,11 @@ void CapacityNotes(const TableShape& shape, const RunResult& run,
 // ---------------------------------------------------------------------------
 // shmkit
 
-class TableVariant final : public Variant {
+class TableVariant final : public TableShapedVariant {
  public:
-  explicit TableVariant(TableShape shape) : shape_(std::move(shape)) {}
+  explicit TableVariant(TableShape shape)
+      : TableShapedVariant(std::move(shape)) {}
   std::string name() const override { return "shmkit"; }
-  std::vector<std::string> kinds() const override { return shape_.kinds; }
 
   absl::Status Setup() override {
     SHMKIT_ASSIGN_OR_RETURN(Schema schema, ShapeSchema(shape_));
@@ -104,18 +104,6 @@ class TableVariant final : public Variant {
           {{0, static_cast<long long>(i)}, {1, 0.5 * i}, {2, payload}}, set));
     }
     return absl::OkStatus();
-  }
-
-  void Adjust(RunConfig& config) override {
-    if (shape_.shape == Shape::kCapacity) {
-      config.total_ops = shape_.capacity + shape_.workers;
-    }
-  }
-
-  WorkerHooks Hooks() override {
-    WorkerHooks hooks;
-    hooks.work = [this](WorkerContext& ctx) { Work(ctx); };
-    return hooks;
   }
 
   absl::Status Finish(const RunResult& run, VariantResult& out) override {
@@ -170,7 +158,7 @@ class TableVariant final : public Variant {
   void Teardown() override { table_.reset(); }
 
  private:
-  void Work(WorkerContext& ctx) {
+  void Work(WorkerContext& ctx) override {
     Table& table = *table_;
     Rng rng(0x5eed0000 + ctx.index());
     char key_buf[kMaxBenchKeyBytes];
@@ -261,19 +249,18 @@ class TableVariant final : public Variant {
     }
   }
 
-  TableShape shape_;
   std::optional<Table> table_;
 };
 
 // ---------------------------------------------------------------------------
 // The floor
 
-class FloorVariant final : public Variant {
+class FloorVariant final : public TableShapedVariant {
  public:
-  explicit FloorVariant(TableShape shape) : shape_(std::move(shape)) {}
+  explicit FloorVariant(TableShape shape)
+      : TableShapedVariant(std::move(shape)) {}
   std::string name() const override { return "floor"; }
   bool is_baseline() const override { return true; }
-  std::vector<std::string> kinds() const override { return shape_.kinds; }
 
   absl::Status Setup() override {
     SHMKIT_ASSIGN_OR_RETURN(Schema schema, ShapeSchema(shape_));
@@ -305,18 +292,6 @@ class FloorVariant final : public Variant {
       std::memcpy(Row(0) + sizeof(uint64_t), &zero, sizeof(zero));
     }
     return absl::OkStatus();
-  }
-
-  void Adjust(RunConfig& config) override {
-    if (shape_.shape == Shape::kCapacity) {
-      config.total_ops = shape_.capacity + shape_.workers;
-    }
-  }
-
-  WorkerHooks Hooks() override {
-    WorkerHooks hooks;
-    hooks.work = [this](WorkerContext& ctx) { Work(ctx); };
-    return hooks;
   }
 
   absl::Status Finish(const RunResult& run, VariantResult& out) override {
@@ -354,7 +329,7 @@ class FloorVariant final : public Variant {
     TasUnlock(Lock(row));
   }
 
-  void Work(WorkerContext& ctx) {
+  void Work(WorkerContext& ctx) override {
     Rng rng(0x5eed0000 + ctx.index());
     alignas(8) char buf[kStringBytes];
     alignas(8) char src[kStringBytes];
@@ -437,7 +412,6 @@ class FloorVariant final : public Variant {
     }
   }
 
-  TableShape shape_;
   std::optional<Segment> segment_;
   std::byte* base_ = nullptr;
   uint64_t stride_ = 0;
