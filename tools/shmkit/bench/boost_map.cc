@@ -273,47 +273,24 @@ class BoostVariant final : public TableShapedVariant {
         });
         break;
       }
-      case Shape::kCapacity: {
-        const uint64_t quota = CapacityQuota(shape_, ctx.index());
-        const uint64_t stride = static_cast<uint64_t>(shape_.workers);
-        const uint64_t first = static_cast<uint64_t>(ctx.index());
-        bool refused = false;
-        ctx.InitExtra(kExtraFirstRefused, UINT64_MAX);
-        TimedLoop(
-            ctx, quota,
-            [&](uint64_t i) {
-              const uint64_t index = first + i * stride;
-              const Key k = KeyOf(index);
-              Lock lock(mutex);
-              bool inserted = false;
-              bool exhausted = false;
-              // A table of `capacity` rows refuses the rows past it; the
-              // map has no such bound, only its memory.
-              if (map.size() < shape_.capacity) {
-                try {
-                  inserted = map.emplace(k, fresh).second;
-                } catch (const bip::bad_alloc&) {
-                  exhausted = true;
-                } catch (const std::bad_alloc&) {
-                  exhausted = true;
-                }
-              } else {
-                exhausted = true;
-              }
-              if (inserted) {
-                ctx.AddExtra(kExtraInserted, 1);
-              } else if (exhausted) {
-                ctx.SetMin(kExtraFirstRefused, index);
-                ctx.AddExtra(kExtraRefused, 1);
-                refused = true;
-              } else {
-                ctx.Error("boost: a sequential key was already present");
-              }
-              return 0;
-            },
-            &refused);
+      case Shape::kCapacity:
+        RunCapacity(ctx, [&](uint64_t index) {
+          const Key k = KeyOf(index);
+          Lock lock(mutex);
+          // A table of `capacity` rows refuses the rows past it; the map
+          // has no such bound, only its memory.
+          if (map.size() >= shape_.capacity) return Insert::kRefused;
+          try {
+            if (map.emplace(k, fresh).second) return Insert::kDone;
+          } catch (const bip::bad_alloc&) {
+            return Insert::kRefused;
+          } catch (const std::bad_alloc&) {
+            return Insert::kRefused;
+          }
+          ctx.Error("boost: a sequential key was already present");
+          return Insert::kFailed;
+        });
         break;
-      }
     }
   }
 

@@ -72,6 +72,39 @@ class TableShapedVariant : public Variant {
  protected:
   virtual void Work(WorkerContext& ctx) = 0;
 
+  enum class Insert { kDone, kRefused, kFailed };
+  // The capacity workload: inserts this worker's sequential keys (index,
+  // index + workers, ...) with `insert(index)` until the first refusal,
+  // counting inserts and refusals and the lowest refused index. `insert`
+  // reports a failure itself (ctx.Error) and returns kFailed.
+  template <typename InsertFn>
+  void RunCapacity(WorkerContext& ctx, InsertFn insert) {
+    const uint64_t quota = CapacityQuota(shape_, ctx.index());
+    const uint64_t stride = static_cast<uint64_t>(shape_.workers);
+    const uint64_t first = static_cast<uint64_t>(ctx.index());
+    bool refused = false;
+    ctx.InitExtra(kExtraFirstRefused, UINT64_MAX);
+    TimedLoop(
+        ctx, quota,
+        [&](uint64_t i) {
+          const uint64_t index = first + i * stride;
+          switch (insert(index)) {
+            case Insert::kDone:
+              ctx.AddExtra(kExtraInserted, 1);
+              break;
+            case Insert::kRefused:
+              ctx.SetMin(kExtraFirstRefused, index);
+              ctx.AddExtra(kExtraRefused, 1);
+              refused = true;
+              break;
+            case Insert::kFailed:
+              break;
+          }
+          return 0;
+        },
+        &refused);
+  }
+
   const TableShape shape_;
 };
 

@@ -220,32 +220,16 @@ class TableVariant final : public TableShapedVariant {
           return 1;
         });
         break;
-      case Shape::kCapacity: {
-        const uint64_t quota = CapacityQuota(shape_, ctx.index());
-        const uint64_t stride = static_cast<uint64_t>(shape_.workers);
-        const uint64_t first = static_cast<uint64_t>(ctx.index());
-        bool refused = false;
-        ctx.InitExtra(kExtraFirstRefused, UINT64_MAX);
-        TimedLoop(
-            ctx, quota,
-            [&](uint64_t i) {
-              const uint64_t index = first + i * stride;
-              MakeKey(index, shape_.key_bytes, key_buf);
-              absl::Status st = table.Add(key, fields);
-              if (st.ok()) {
-                ctx.AddExtra(kExtraInserted, 1);
-              } else if (absl::IsResourceExhausted(st)) {
-                ctx.SetMin(kExtraFirstRefused, index);
-                ctx.AddExtra(kExtraRefused, 1);
-                refused = true;
-              } else {
-                ctx.Error(st);
-              }
-              return 0;
-            },
-            &refused);
+      case Shape::kCapacity:
+        RunCapacity(ctx, [&](uint64_t index) {
+          MakeKey(index, shape_.key_bytes, key_buf);
+          absl::Status st = table.Add(key, fields);
+          if (st.ok()) return Insert::kDone;
+          if (absl::IsResourceExhausted(st)) return Insert::kRefused;
+          ctx.Error(st);
+          return Insert::kFailed;
+        });
         break;
-      }
     }
   }
 
@@ -385,30 +369,14 @@ class FloorVariant final : public TableShapedVariant {
         });
         break;
       }
-      case Shape::kCapacity: {
-        const uint64_t quota = CapacityQuota(shape_, ctx.index());
-        const uint64_t stride = static_cast<uint64_t>(shape_.workers);
-        const uint64_t first = static_cast<uint64_t>(ctx.index());
-        bool refused = false;
-        ctx.InitExtra(kExtraFirstRefused, UINT64_MAX);
-        TimedLoop(
-            ctx, quota,
-            [&](uint64_t i) {
-              const uint64_t index = first + i * stride;
-              if (index >= shape_.capacity) {
-                ctx.SetMin(kExtraFirstRefused, index);
-                ctx.AddExtra(kExtraRefused, 1);
-                refused = true;
-                return 0;
-              }
-              std::memcpy(src, &index, sizeof(index));
-              CopyIn(Row(index), src);
-              ctx.AddExtra(kExtraInserted, 1);
-              return 0;
-            },
-            &refused);
+      case Shape::kCapacity:
+        RunCapacity(ctx, [&](uint64_t index) {
+          if (index >= shape_.capacity) return Insert::kRefused;
+          std::memcpy(src, &index, sizeof(index));
+          CopyIn(Row(index), src);
+          return Insert::kDone;
+        });
         break;
-      }
     }
   }
 
