@@ -31,6 +31,7 @@
 #include <bit>
 #include <cstdint>
 #include <optional>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -120,8 +121,10 @@ class OwnerLock {
   const ProcessRegistry* registry_;
 };
 
-// Holds an OwnerLock for a scope. Construct with Acquire(); the destructor
-// unlocks. Move-only.
+// Holds an OwnerLock for a scope: the one guard for every owner-aware lock
+// (table buckets, lock arenas, the pipe queues' writer lock). Acquire() waits
+// for the lock; Adopt() takes charge of one already held (after TryLock);
+// the destructor unlocks, or Unlock() does so earlier. Move-only.
 class OwnerLockGuard {
  public:
   static absl::StatusOr<OwnerLockGuard> Acquire(OwnerLock lock, OwnerToken me,
@@ -130,6 +133,10 @@ class OwnerLockGuard {
     if (!result.ok()) return result.status();
     return OwnerLockGuard(lock, me, *result);
   }
+  static OwnerLockGuard Adopt(OwnerLock lock, OwnerToken me,
+                              LockResult result = {}) {
+    return OwnerLockGuard(lock, me, result);
+  }
   OwnerLockGuard(OwnerLockGuard&& other) noexcept
       : lock_(other.lock_),
         me_(other.me_),
@@ -137,9 +144,14 @@ class OwnerLockGuard {
         held_(std::exchange(other.held_, false)) {}
   OwnerLockGuard& operator=(OwnerLockGuard&&) = delete;
   OwnerLockGuard(const OwnerLockGuard&) = delete;
-  ~OwnerLockGuard() {
-    if (held_) (void)lock_.Unlock(me_);
+  ~OwnerLockGuard() { Unlock(); }
+  void Unlock() {
+    if (held_) {
+      held_ = false;
+      (void)lock_.Unlock(me_);
+    }
   }
+  bool held() const { return held_; }
   const LockResult& result() const { return result_; }
 
  private:

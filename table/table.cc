@@ -61,15 +61,17 @@ absl::StatusOr<TablePlan> Table::Plan(const Schema& schema,
                                       const TableOptions& options) {
   SHMKIT_ASSIGN_OR_RETURN(
       internal::SegmentPlan plan,
-      internal::PlanSegment(schema, options.capacity, options.buckets,
-                            options.registry_slots));
+      internal::PlanSegment(schema, options.capacity, options.registry_slots));
   TablePlan out;
   out.total_bytes = plan.total_bytes;
   out.capacity = plan.capacity;
   out.buckets = plan.bucket_count;
   out.row_bytes = plan.row.stride;
-  out.rows_bytes = plan.capacity * plan.row.stride;
-  out.buckets_bytes = uint64_t{plan.bucket_count} * internal::kBucketBytes;
+  out.rows_bytes =
+      uint64_t{plan.bucket_count} * internal::kRowsPerBlock * plan.row.stride;
+  out.buckets_bytes =
+      uint64_t{plan.bucket_count} * internal::kBlockHeaderBytes +
+      (plan.blocks_offset - plan.hints_offset);
   out.registry_bytes = plan.registry_bytes;
   out.header_bytes = plan.total_bytes - out.rows_bytes - out.buckets_bytes -
                      out.registry_bytes;
@@ -206,13 +208,6 @@ absl::StatusOr<Row> Table::GetAndDelete(absl::string_view key) {
 absl::StatusOr<int64_t> Table::Incr(absl::string_view key, ColumnRef column,
                                     int64_t delta, const IncrOptions& options) {
   SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
-  // Options that need checking or a TTL take the general path; `create`
-  // matters only when the key is absent, which the fast path leaves alone.
-  if (!options.ttl.has_value() && core_->schema().column(c).is_integer()) {
-    if (std::optional<int64_t> v = core_->TryFastIncrement(key, c, delta)) {
-      return *v;
-    }
-  }
   return core_->IncrementInt(key, c, delta, options);
 }
 

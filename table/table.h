@@ -77,10 +77,6 @@ namespace shmkit {
 struct TableOptions {
   // Rows the table holds, exactly. 1 .. 2^32 - 2.
   uint64_t capacity = 0;
-  // Hash buckets (chains of rows). 0: 7/8 of capacity, so a full table's
-  // chains average 1.14 rows and the index costs 14 bytes per row. More
-  // buckets: shorter chains, 16 bytes per extra bucket.
-  uint64_t buckets = 0;
   // Threads (over all processes) that may write at the same time: each
   // holds a registry slot with room for one saved row. 1 .. 65534.
   uint32_t registry_slots = 256;

@@ -91,31 +91,29 @@ RowLayout ComputeRowLayout(const Schema& schema) {
 }
 
 absl::StatusOr<SegmentPlan> PlanSegment(const Schema& schema, uint64_t capacity,
-                                        uint64_t buckets,
                                         uint32_t registry_slots) {
   // Row indices are stored as index + 1 in 32 bits.
-  constexpr uint64_t kMaxCapacity = 0xfffffffeull;
   if (capacity < 1 || capacity > kMaxCapacity) {
     return absl::InvalidArgumentError(
         absl::StrCat("capacity ", capacity, " is outside 1..", kMaxCapacity));
   }
-  if (buckets == 0) buckets = std::max<uint64_t>(1, (capacity * 7 + 7) / 8);
-  if (buckets > 0xffffffffull) {
+  // A row in flight carries its writer's slot + 1 in 16 bits, below
+  // kRowLive.
+  if (registry_slots < 1 || registry_slots > kMaxTableRegistrySlots) {
     return absl::InvalidArgumentError(
-        absl::StrCat("bucket count ", buckets, " is above 2^32 - 1"));
-  }
-  // The row state word holds slot + 1 in 16 bits.
-  if (registry_slots < 1 || registry_slots > 0xfffe) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "registry slots ", registry_slots, " outside 1..", 0xfffe));
+        absl::StrCat("registry slots ", registry_slots, " outside 1..",
+                     kMaxTableRegistrySlots));
   }
   SegmentPlan plan;
   plan.row = ComputeRowLayout(schema);
   plan.capacity = capacity;
-  plan.bucket_count = static_cast<uint32_t>(buckets);
+  plan.bucket_count =
+      static_cast<uint32_t>((capacity + kRowsPerBlock - 1) / kRowsPerBlock);
+  plan.block_stride = kBlockHeaderBytes + kRowsPerBlock * plan.row.stride;
   plan.registry_slots = registry_slots;
   plan.slot_area_bytes =
       static_cast<uint32_t>(sizeof(SlotArea)) + plan.row.stride;
+  plan.hint_words = static_cast<uint32_t>((capacity + 63) / 64);
 
   uint64_t offset = sizeof(ObjectHeader) + sizeof(TableHeader);
   plan.schema_offset = RoundUp(offset, kCacheLineBytes);
@@ -128,19 +126,17 @@ absl::StatusOr<SegmentPlan> PlanSegment(const Schema& schema, uint64_t capacity,
   if (!registry_bytes.ok()) return registry_bytes.status();
   plan.registry_bytes = *registry_bytes;
   offset = plan.registry_offset + plan.registry_bytes;
-  plan.shard_count =
-      static_cast<uint32_t>(std::min<uint64_t>(kMaxFreeShards, capacity));
-  plan.shards_offset = RoundUp(offset, kCacheLineBytes);
-  offset = plan.shards_offset + uint64_t{plan.shard_count} * sizeof(FreeShard);
-  plan.buckets_offset = RoundUp(offset, kCacheLineBytes);
-  plan.bucket_locks_offset = RoundUp(
-      plan.buckets_offset + buckets * sizeof(uint64_t), kCacheLineBytes);
-  offset = plan.bucket_locks_offset + buckets * sizeof(uint64_t);
-  plan.rows_offset = RoundUp(offset, kCacheLineBytes);
-  uint64_t rows_bytes = 0;
-  if (__builtin_mul_overflow(capacity, uint64_t{plan.row.stride},
-                             &rows_bytes) ||
-      __builtin_add_overflow(rows_bytes, plan.rows_offset, &plan.total_bytes) ||
+  plan.hints_offset = RoundUp(offset, kCacheLineBytes);
+  offset = plan.hints_offset + uint64_t{plan.hint_words} * sizeof(uint64_t);
+  plan.summary_offset = RoundUp(offset, kCacheLineBytes);
+  offset = plan.summary_offset +
+           (uint64_t{plan.hint_words} + 63) / 64 * sizeof(uint64_t);
+  plan.blocks_offset = RoundUp(offset, kCacheLineBytes);
+  uint64_t blocks_bytes = 0;
+  if (__builtin_mul_overflow(uint64_t{plan.bucket_count},
+                             uint64_t{plan.block_stride}, &blocks_bytes) ||
+      __builtin_add_overflow(blocks_bytes, plan.blocks_offset,
+                             &plan.total_bytes) ||
       plan.total_bytes > (uint64_t{1} << 62)) {
     return absl::InvalidArgumentError(
         absl::StrCat("capacity ", capacity, " rows of ", plan.row.stride,

@@ -1,5 +1,88 @@
-// TableCore: the process-local handle behind shmkit::Table. See the design
-// block at the top of table_core.cc.
+// TableCore: the process-local handle behind shmkit::Table, and the design
+// of the table's shared memory (the format itself is in layout.h).
+//
+// Index. A key's bucket is b = BucketOf(StableHash(key), B) with B =
+// ceil(capacity / 2). Bucket b is block b: its lock word, its seqlock word
+// (seq | head) and its two home rows, 2b and 2b + 1, side by side. A bucket's
+// chain links rows by `next` (row index + 1). An insert takes a free home row
+// of its own bucket when there is one and links it at the head; otherwise it
+// takes a free row near the bucket (through the free hints) and links it
+// right after the bucket's home rows. So the chain starts with the rows that
+// live in the block, and a lookup of most keys touches one block: one
+// dependent cache miss. Rows never move between buckets.
+//
+// Capacity. The pool is exactly `capacity` rows. A row is free (state
+// kRowFree), in a chain (kRowLive), or in flight in one writer's insert or
+// delete (state = that writer's registry slot + 1). Free rows are found
+// through a hint bitmap (bit set: may be free) and its summary (bit set: hint
+// word may be non-zero); the state decides, by CAS, who gets a row. An insert
+// fails with ResourceExhausted only when no free row exists (after, once per
+// millisecond at most, recovering crashed writers and sweeping expired rows).
+// Count() is the sum of the per-slot counters `live_delta` (rows claimed
+// minus rows freed), so it includes rows in flight.
+//
+// Locks. Each bucket has an OwnerLock (ipc/owner_lock.h): every write to the
+// bucket's chain or rows takes it; a thread holds at most one, so there is no
+// deadlock and no lock covers the whole table. Free rows need no lock: a
+// claim is one CAS of the row's state.
+//
+// Reads. A reader loads seq_head (acquire), walks the chain comparing keys
+// and copies what it needs with relaxed atomic word loads (row_io.h), issues
+// an acquire fence and loads seq_head again: equal and even means the copy
+// is consistent. Readers write nothing. After kOptimisticAttempts failures (a
+// writer hogging the bucket, or one that died with seq odd) a reader takes
+// the bucket lock, which also recovers a dead writer. One loop does this for
+// every kind of read (ReadBucket in core_read.cc).
+//
+// Writes, under the bucket lock. A change of one aligned word (an increment,
+// a numeric column set or compare-and-set) is one store: a reader copying
+// whole words sees the old or the new value, a crash leaves one of the two,
+// so it needs neither the seqlock nor a record. Every other change follows
+// one protocol (core_write.cc), in this order:
+//   1. record what is about to happen in the writer's SlotArea (op, bucket,
+//      row, the bytes about to change, live_delta) and pin the registry slot
+//      (release store): "my record is live";
+//   2. the change itself:
+//        update: seq odd; rewrite the row; seq even;
+//        insert: claim a row (record.row is written before the CAS, so the
+//                state proves the claim), fill it while unreachable, seq odd,
+//                link it with one store, seq even, state kRowLive;
+//        delete: state = my slot + 1, seq odd, unlink with one store, seq
+//                even, state kRowFree (seq_cst), hint bit set;
+//   3. unpin ("retire"). A record is retired only once its effects are
+//      complete, and before the bucket lock is released.
+// While a record is live, the rows it names are untouchable by others: a row
+// in flight is neither free nor linked, and the bucket's chain changes only
+// under its lock, held by the writer or by whoever recovers it.
+//
+// Recovery (core_recovery.cc). Whoever takes over a bucket lock from a dead
+// owner (OwnerLock tells exactly one waiter) recovers every live record of a
+// dead writer that names that bucket, not only the lock owner's, so a
+// recovery that was itself killed is finished by the next taker. Every step
+// is decided from the shared state and is idempotent:
+//   update: seq odd (the change may be half done): copy the image back; seq
+//           even: keep the row (the change never started or is published).
+//   insert: state == writer + 1 and linked: finish (kRowLive); not linked:
+//           free it. Any other state: the claim never happened (or a previous
+//           recoverer already freed the row).
+//   delete: state == writer + 1 and still linked: the delete has not
+//           happened (the unlink is its moment): back to kRowLive; unlinked:
+//           free it. Any other state: linked means the delete never started;
+//           unlinked means it is done.
+// `live_delta` is set to delta_before plus the outcome (an assignment, so
+// repeating it is harmless). Then seq is made even, the chain is checked
+// (bounded walk; a link out of range is cut and counted) and the record is
+// retired. The recoverer writes no record of its own: if it dies, the dead
+// writer's record is still live and the next taker does it all again.
+//
+// A dead writer whose bucket nobody touches keeps its record until one of:
+// a later lock of that bucket (writer or falling-back reader), an insert that
+// finds the table full, Table::Recover() (`shmkit recover`), or a supervisor
+// reaping the process (ProcessRegistry::MarkDeadInAllOpen).
+//
+// Everything read from the segment is untrusted: row and bucket indices are
+// checked against the geometry, chain walks are bounded by capacity, lengths
+// are checked against their column before use.
 #ifndef SHMKIT_TABLE_INTERNAL_TABLE_CORE_H_
 #define SHMKIT_TABLE_INTERNAL_TABLE_CORE_H_
 
@@ -18,6 +101,7 @@
 #include "shmkit/ipc/owner_lock.h"
 #include "shmkit/ipc/process_registry.h"
 #include "shmkit/ipc/segment.h"
+#include "shmkit/table/internal/hash.h"
 #include "shmkit/table/internal/layout.h"
 #include "shmkit/table/internal/row_io.h"
 #include "shmkit/table/row.h"
@@ -45,6 +129,7 @@ class TableCore {
   Segment& segment() { return segment_; }
   const Segment& segment() const { return segment_; }
 
+  // --- reads (core_read.cc) -------------------------------------------
   // What a read copies into the Row.
   enum class CopyWhat { kNothing, kRow, kColumn };
   // Finds `key`; when found (and not expired) copies what was asked into
@@ -52,11 +137,14 @@ class TableCore {
   // attempts fail (then it locks the bucket, which may recover it).
   absl::StatusOr<bool> Read(absl::string_view key, CopyWhat what, int column,
                             Row* row) const;
-
-  // The hot path of Table::Get / Table::Find: the whole row into `row`.
-  // Returns false when absent (no Status allocated for a miss).
+  // Read(key, kRow, ...), kept short: the hot path of Get and Find.
   absl::StatusOr<bool> FindRow(absl::string_view key, Row* row) const;
+  // FindRow for many keys: hashes them all and prefetches their blocks
+  // before looking any up. found[i] says whether rows[i] holds keys[i].
+  absl::Status FindMany(absl::Span<const absl::string_view> keys,
+                        absl::Span<Row> rows, absl::Span<bool> found) const;
 
+  // --- writes (core_write.cc) -----------------------------------------
   absl::Status Write(absl::string_view key,
                      absl::Span<const ResolvedField> fields, WriteMode mode,
                      const SetOptions& options);
@@ -66,20 +154,16 @@ class TableCore {
   absl::StatusOr<int64_t> IncrementInt(absl::string_view key, int column,
                                        int64_t delta,
                                        const IncrOptions& options);
-  // The common case of IncrementInt, straight-line: an existing row, an
-  // uncontended bucket, a result in range, nothing pending. nullopt means
-  // "take the general path" (nothing was changed).
-  std::optional<int64_t> TryFastIncrement(absl::string_view key, int column,
-                                          int64_t delta);
   absl::StatusOr<double> IncrementFloat(absl::string_view key, int column,
                                         double delta,
                                         const IncrOptions& options);
   absl::StatusOr<bool> CompareAndSet(absl::string_view key, int column,
                                      const Value& expected,
                                      const Value& desired);
-
   absl::Status Clear();
   absl::StatusOr<uint64_t> Sweep();
+
+  // --- whole-table views (core_views.cc) ------------------------------
   uint64_t Count() const;
   // Snapshots the rows of buckets [cursor, ...) into `out` until about
   // `max_rows` rows; returns the next cursor (0 at the end).
@@ -87,6 +171,8 @@ class TableCore {
                                        std::vector<Row>* out) const;
   TableStats Stats() const;
   TableInspection Inspect() const;
+
+  // --- recovery (core_recovery.cc) ------------------------------------
   absl::StatusOr<uint64_t> Recover();
   absl::Status CheckConsistency() const;
 
@@ -96,36 +182,60 @@ class TableCore {
   TableCore(Segment segment, ProcessRegistry registry, Schema schema,
             absl::Duration lock_timeout, bool read_only);
   void Bind(const SegmentPlan& plan);
-  // Recovers every dead writer whose record is still pinned (what an insert
-  // into a full table does before giving up: their rows come back).
-  void RecoverCrashedWriters(OwnerToken me) const;
 
-  // Geometry accessors.
-  // Bucket b's reader word (seq | head) and its lock word.
-  uint64_t& bucket_word(uint32_t b) const { return bucket_words_[b]; }
-  uint64_t* bucket_lock(uint32_t b) const { return &bucket_locks_[b]; }
+  // ---- geometry ------------------------------------------------------
+  std::byte* block(uint32_t b) const {
+    return blocks_ + static_cast<size_t>(b) * block_stride_;
+  }
+  uint64_t* lock_word(uint32_t b) const {
+    return reinterpret_cast<uint64_t*>(block(b) + kBlockLockOffset);
+  }
+  uint64_t& seq_head(uint32_t b) const {
+    return *reinterpret_cast<uint64_t*>(block(b) + kBlockSeqHeadOffset);
+  }
+  std::byte* row_ptr(uint32_t r) const {
+    return block(r / kRowsPerBlock) + kBlockHeaderBytes +
+           static_cast<size_t>(r % kRowsPerBlock) * stride_;
+  }
+  uint32_t BucketOfKey(absl::string_view key) const {
+    return BucketOf(StableHash(key), bucket_count_);
+  }
+  bool IsHomeRow(uint32_t b, uint32_t r) const {
+    return r / kRowsPerBlock == b;
+  }
   uint32_t BucketHead(uint32_t b) const {
-    return HeadOf(Load(bucket_words_[b], std::memory_order_relaxed));
+    return HeadOf(Load(seq_head(b), std::memory_order_relaxed));
   }
   // Lock holder only.
   void SetBucketHead(uint32_t b, uint32_t head) const {
-    const uint64_t w = Load(bucket_words_[b], std::memory_order_relaxed);
-    Store(bucket_words_[b], BucketWord(SeqOf(w), head),
-          std::memory_order_relaxed);
+    const uint64_t w = Load(seq_head(b), std::memory_order_relaxed);
+    Store(seq_head(b), SeqHeadWord(SeqOf(w), head), std::memory_order_relaxed);
   }
-  FreeShard& shard(uint32_t s) const { return shards_[s]; }
-  std::byte* row_ptr(uint32_t r) const {
-    return rows_ + static_cast<size_t>(r) * stride_;
+  void SeqBegin(uint32_t b) const;
+  void SeqEnd(uint32_t b) const;
+  SlotArea& area(uint32_t slot) const {
+    return *reinterpret_cast<SlotArea*>(areas_ + slot * area_stride_);
   }
-  SlotArea& area(uint32_t slot) const;
-  std::byte* area_image(uint32_t slot) const;
+  std::byte* area_image(uint32_t slot) const {
+    return areas_ + slot * area_stride_ + sizeof(SlotArea);
+  }
 
-  // Row fields.
-  uint32_t RowNext(uint32_t r) const;
-  void SetRowNext(uint32_t r, uint32_t next_plus_one) const;
-  uint32_t RowState(uint32_t r) const;
-  void SetRowState(uint32_t r, uint32_t state) const;
-  bool RowKeyEquals(const std::byte* row, absl::string_view key) const {
+  // ---- row fields ----------------------------------------------------
+  uint32_t RowNext(uint32_t r) const {
+    return static_cast<uint32_t>(LoadField(row_ptr(r), next_offset_, 4));
+  }
+  void SetRowNext(uint32_t r, uint32_t next_plus_one) const {
+    StoreField(row_ptr(r), next_offset_, 4, next_plus_one);
+  }
+  uint32_t RowState(uint32_t r) const {
+    return static_cast<uint32_t>(LoadField(row_ptr(r), state_offset_, 2));
+  }
+  void SetRowState(uint32_t r, uint32_t state) const {
+    StoreField(row_ptr(r), state_offset_, 2, state);
+  }
+  // The one key comparison: length field and bytes, read with atomic word
+  // loads (racy outside the lock: confirm with the seqlock).
+  bool KeyEquals(const std::byte* row, absl::string_view key) const {
     return LoadField(row, key_len_offset_, key_len_bytes_) == key.size() &&
            SharedEquals(row, key_offset_, key.data(), key.size());
   }
@@ -135,79 +245,117 @@ class TableCore {
         static_cast<int64_t>(LoadField(row, expiry_offset_, 8));
     return expiry != 0 && expiry <= now_ms;
   }
-
   absl::Status CheckKey(absl::string_view key) const;
   absl::Status CheckWritable() const;
 
-  // Locks (RAII) and recovery.
-  class Guard;
-  absl::StatusOr<Guard> LockWord(uint64_t* word, absl::string_view what,
-                                 uint32_t index, OwnerToken me,
-                                 LockResult* result) const;
-  absl::StatusOr<Guard> LockBucket(uint32_t b, OwnerToken me) const;
-  absl::StatusOr<Guard> LockShard(uint32_t s, OwnerToken me) const;
-  void RecoverBucket(uint32_t b, OwnerToken dead, OwnerToken me) const;
-  void RecoverShard(uint32_t s, OwnerToken dead) const;
-  bool RecordValid(OwnerToken dead) const;
-  void RepairChain(uint32_t b) const;
-  bool ChainContains(uint32_t b, uint32_t r) const;
+  // ---- reads (core_read.cc) ------------------------------------------
+  enum class Visit { kNext, kStop };
+  // The read loop: calls restart() then visit(row pointer, row index) for
+  // each row of bucket b's chain until visit says kStop, and returns once a
+  // pass was consistent (seqlock), or after kOptimisticAttempts passes from
+  // under the bucket lock. Errors: the fallback's (DeadlineExceeded,
+  // FailedPrecondition for a read-only handle facing a dead writer).
+  template <typename Restart, typename VisitFn>
+  absl::Status ReadBucket(uint32_t b, Restart&& restart, VisitFn&& visit) const;
+  // One pass of it: true when the pass was consistent (seq even and
+  // unchanged, every link in range).
+  template <typename Restart, typename VisitFn>
+  bool OptimisticPass(uint32_t b, Restart&& restart, VisitFn&& visit) const;
+  // ReadBucket's slow path: the same walk, under the lock (or, read-only,
+  // optimistic retries until lock_timeout).
+  absl::Status ReadBucketLocked(
+      uint32_t b, absl::FunctionRef<void()> restart,
+      absl::FunctionRef<Visit(const std::byte*, uint32_t)> visit) const;
+  // Copies column `column` (and the expiry) of a shared row into `row`.
+  void CopyColumn(const std::byte* p, int column, Row* row) const;
+  // After a consistent copy: checks lengths, sets the key and expiry.
+  absl::Status FinishRow(absl::string_view key, CopyWhat what, int column,
+                         Row* row) const;
+  // DataLoss when a copied text length exceeds its column.
+  absl::Status CheckTextLengths(const Row& row, CopyWhat what,
+                                int column) const;
+  // Sets row->expires_at_ from the expiry in its copied bytes.
+  void FillExpiry(Row* row) const;
+  // Reads bucket b's live rows consistently, appended to `out`.
+  absl::Status SnapshotBucket(uint32_t b, int64_t now_ms,
+                              std::vector<Row>* out) const;
 
-  // Write steps (the caller holds the bucket lock).
-  // Writes the undo record and pins the slot. First settles a row our last
-  // delete could not free (DeadlineExceeded if it still cannot).
-  absl::Status BeginRecord(OwnerToken me, uint32_t b, UndoOp op, uint32_t r,
-                           uint32_t image_offset, uint32_t image_len) const;
-  void EndRecord(OwnerToken me) const;
-  void SeqBegin(uint32_t b) const;
-  void SeqEnd(uint32_t b) const;
+  // ---- locks ---------------------------------------------------------
+  // Takes bucket b's lock; a takeover from a dead owner recovers the bucket
+  // before returning.
+  absl::StatusOr<OwnerLockGuard> LockBucket(uint32_t b, OwnerToken me) const;
+
+  // ---- the write protocol (core_write.cc) ----------------------------
+  // Writes the record and pins the slot (step 1).
+  void BeginRecord(OwnerToken me, RecordOp op, uint32_t b,
+                   uint32_t row_plus_one, uint32_t image_offset,
+                   uint32_t image_len) const;
+  void RetireRecord(OwnerToken me) const { registry_.Unpin(me.slot); }
   // Finds `key` in bucket b's chain under the lock: the row, its
   // predecessor (or -1) and an expired row (for reuse), each or -1.
   struct Found {
     int64_t row = -1;
     int64_t prev = -1;
     int64_t expired = -1;
-    int64_t expired_prev = -1;
   };
   Found FindLocked(uint32_t b, absl::string_view key, int64_t now_ms) const;
-  absl::StatusOr<uint32_t> AllocateRow(OwnerToken me) const;
-  bool FreeRow(OwnerToken me, uint32_t r) const;
+  // The in-place write step: record (image of [image_offset, +image_len)),
+  // seq odd, change(row), seq even, retire.
+  template <typename Change>
+  void RewriteInPlace(OwnerToken me, uint32_t b, uint32_t r,
+                      uint32_t image_offset, uint32_t image_len,
+                      Change&& change) const;
+  // One aligned word of row r changed with one store (see the essay).
+  void StoreOneField(uint32_t r, uint32_t offset, uint32_t bytes,
+                     uint64_t value) const;
+  // Rewrites `fields` (and the expiry, when expiry_ms >= 0) of row r, which
+  // holds `key`; whole_row: the row is reused for `key` (an expired row).
+  void UpdateRowLocked(OwnerToken me, uint32_t b, uint32_t r,
+                       absl::string_view key,
+                       absl::Span<const ResolvedField> fields,
+                       int64_t expiry_ms, bool whole_row) const;
   absl::Status InsertLocked(OwnerToken me, uint32_t b, absl::string_view key,
                             absl::Span<const ResolvedField> fields,
                             int64_t expiry_ms) const;
-  absl::Status RewriteRowLocked(OwnerToken me, uint32_t b, uint32_t r,
-                                absl::string_view key,
-                                absl::Span<const ResolvedField> fields,
-                                int64_t expiry_ms, bool whole_row) const;
-  template <typename Compute>
-  absl::Status RewriteColumnLocked(OwnerToken me, uint32_t b, uint32_t r,
-                                   int column, Compute&& next_bits) const;
-  template <typename Compute>
+  void DeleteLocked(OwnerToken me, uint32_t b, uint32_t r, int64_t prev) const;
+  // Insert or increment: finds the row and calls `existing(r)` under the
+  // lock, or creates it with the column at `initial`.
+  template <typename Existing>
   absl::Status IncrementRow(absl::string_view key, int column,
-                            absl::FunctionRef<Value()> make_initial,
-                            const IncrOptions& options, Compute&& next_bits);
-  absl::Status DeleteLocked(OwnerToken me, uint32_t b, uint32_t r,
-                            int64_t prev) const;
+                            absl::FunctionRef<Value()> initial,
+                            const IncrOptions& options, Existing&& existing);
   void EncodeField(std::byte* row, int column, const Value& value) const;
+  // Whether the table may reclaim now (at most once per millisecond over
+  // all processes): what an insert that finds the table full asks.
+  bool ReclaimDue() const;
 
-  // Copies a locked or validated row into `row`.
-  absl::Status CopyOut(const std::byte* shared_row, absl::string_view key,
-                       CopyWhat what, int column, Row* row) const;
-  // DataLoss when a copied text length exceeds its column.
-  absl::Status CheckTextLengths(const Row& row, CopyWhat what,
-                                int column) const;
-  enum class Probe { kFound, kAbsent, kBroken };
-  // Walks the chain from `head` for `key` without locking, copying what was
-  // asked into `row` on a match. kBroken: a link out of range (a racing
-  // writer, or corruption): the caller retries.
-  Probe ProbeChain(uint32_t head, absl::string_view key, int64_t now_ms,
-                   CopyWhat what, int column, Row* row) const;
-  void CopyColumn(const std::byte* p, int column, Row* row) const;
-  void FinishRow(absl::string_view key, CopyWhat what, Row* row) const;
-  // Sets row->expires_at_ from the expiry in its copied bytes.
-  void FillExpiry(Row* row) const;
-  // Reads bucket b's rows consistently into `out`.
-  absl::Status SnapshotBucket(uint32_t b, int64_t now_ms,
-                              std::vector<Row>* out) const;
+  // ---- free rows (core_alloc.cc) -------------------------------------
+  // Claims a free row for bucket b (home rows first, then near them): sets
+  // record.row, CASes the state to me.slot + 1, counts it in live_delta.
+  // ResourceExhausted when no row is free.
+  absl::StatusOr<uint32_t> ClaimRow(OwnerToken me, uint32_t b) const;
+  bool TryClaim(OwnerToken me, uint32_t r) const;
+  // Marks row r free (state kRowFree, seq_cst) / publishes its hint.
+  void FreeRowState(uint32_t r) const;
+  // The state, read seq_cst (the hint protocol's re-check).
+  uint32_t RowStateSeqCst(uint32_t r) const;
+  void SetFreeHint(uint32_t r) const;
+  void ClearFreeHint(uint32_t r) const;
+  // Rebuilds the hints from the row states (Recover()).
+  void RebuildHints() const;
+
+  // ---- recovery (core_recovery.cc) -----------------------------------
+  // Under bucket b's lock: finishes every dead writer's live record naming
+  // b, makes seq even and checks the chain.
+  void RecoverBucket(uint32_t b, OwnerToken me) const;
+  void RecoverRecord(uint32_t slot, uint32_t b) const;
+  // Locks the bucket of every dead writer whose record is still live and
+  // recovers it. Returns how many records were recovered.
+  uint64_t RecoverCrashedWriters(OwnerToken me) const;
+  bool ChainContains(uint32_t b, uint32_t r, int64_t* prev) const;
+  void RepairChain(uint32_t b) const;
+  // Whether `slot` holds the live record of a dead writer.
+  bool DeadRecord(uint32_t slot, OwnerToken* owner) const;
 
   Segment segment_;
   // Mutable: claiming this thread's slot on first use changes only
@@ -218,15 +366,16 @@ class TableCore {
   absl::Duration lock_timeout_;
   bool read_only_;
 
-  // Bound from the segment (validated in Bind()).
+  // Bound from the validated plan (never re-read from shared memory).
   TableHeader* header_ = nullptr;
-  uint64_t* bucket_words_ = nullptr;
-  uint64_t* bucket_locks_ = nullptr;
-  FreeShard* shards_ = nullptr;
-  std::byte* rows_ = nullptr;
+  std::byte* blocks_ = nullptr;
+  uint64_t* hints_ = nullptr;
+  uint64_t* summary_ = nullptr;
   uint64_t capacity_ = 0;
   uint32_t bucket_count_ = 0;
-  uint32_t shard_count_ = 0;
+  uint32_t block_stride_ = 0;
+  uint32_t hint_words_ = 0;
+  uint32_t summary_words_ = 0;
   uint32_t stride_ = 0;
   uint32_t stride_words_ = 0;
   std::byte* areas_ = nullptr;  // the registry's per-slot areas
@@ -237,6 +386,7 @@ class TableCore {
   uint32_t key_len_offset_ = 0;
   uint32_t key_len_bytes_ = 0;
   uint32_t next_offset_ = 0;
+  uint32_t state_offset_ = 0;
   uint32_t expiry_offset_ = 0;
   bool has_expiry_ = false;
   struct TextColumn {

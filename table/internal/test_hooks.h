@@ -12,17 +12,25 @@ namespace shmkit::internal {
 
 enum class CrashPoint : int {
   kNone = 0,
-  kLockedBeforeRecord,     // holds the bucket lock, nothing recorded
-  kRecordedBeforeWrite,    // undo image saved and pinned, seq still even
-  kMidRowWrite,            // seq odd, row half written
-  kWrittenBeforeSeqEven,   // row fully written, seq still odd
-  kAfterSeqEvenPinned,     // change published, record still pinned
-  kShardLockedBeforePop,   // insert: holds the free shard lock
-  kRowClaimedBeforePop,    // insert: row state set, shard head not moved
-  kAllocatedBeforeLink,    // insert: row allocated and filled, not linked
-  kLinkedBeforeSeqEven,    // insert: linked, seq odd
-  kUnlinkedBeforeFree,     // delete: unlinked, not yet in a free shard
-  kFreePushedBeforeState,  // delete: pushed on the shard, state not cleared
+  // A writer (table_core.h, "Writes").
+  kLockedBeforeRecord,    // holds the bucket lock, nothing recorded
+  kRecordedBeforeWrite,   // record live (slot pinned), nothing changed
+  kMidRowWrite,           // update: seq odd, row half written
+  kWrittenBeforeSeqEven,  // update: row fully written, seq still odd
+  kAfterSeqEvenPinned,    // any change published, record still live
+  kAfterSingleStore,      // a one-word change stored, lock still held
+  kClaimedBeforeFill,     // insert: row claimed (state = slot), not written
+  kAllocatedBeforeLink,   // insert: row written, not linked
+  kLinkedBeforeSeqEven,   // insert: linked, seq odd
+  kLinkedBeforeLive,      // insert: linked, seq even, state still in flight
+  kMarkedBeforeUnlink,    // delete: state in flight, still linked
+  kUnlinkedBeforeFree,    // delete: unlinked, not freed
+  kFreedBeforeHint,       // delete: state free, hint bit not yet set
+  // A recoverer (table_core.h, "Recovery"), holding the dead writer's bucket.
+  kRecoveryStarted,       // took the lock over, nothing repaired
+  kRecoveryRestored,      // update: image copied back, seq still odd
+  kRecoveryFreed,         // insert or delete: row freed, hint not yet set
+  kRecoveryBeforeRetire,  // everything repaired, dead record still live
   kCount
 };
 

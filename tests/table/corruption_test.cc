@@ -38,10 +38,9 @@ TEST(Corruption, RandomDamageNeverCrashesOrHangs) {
   const std::vector<std::pair<size_t, size_t>> regions = {
       {sizeof(ObjectHeader), sizeof(internal::TableHeader)},
       {h->schema_offset, h->registry_offset - h->schema_offset},
-      {h->registry_offset, h->shards_offset - h->registry_offset},
-      {h->shards_offset, h->buckets_offset - h->shards_offset},
-      {h->buckets_offset, h->rows_offset - h->buckets_offset},
-      {h->rows_offset, size - h->rows_offset},
+      {h->registry_offset, h->hints_offset - h->registry_offset},
+      {h->hints_offset, h->blocks_offset - h->hints_offset},
+      {h->blocks_offset, size - h->blocks_offset},
   };
 
   std::mt19937_64 rng(7);

@@ -75,20 +75,28 @@ std::vector<Scenario> Scenarios() {
   };
   const auto all = {Op::kUpdate,       Op::kInsert, Op::kAdd,        Op::kDel,
                     Op::kGetAndDelete, Op::kIncr,   Op::kIncrCreate, Op::kCas};
+  const auto inserts = {Op::kInsert, Op::kAdd, Op::kIncrCreate};
+  const auto deletes = {Op::kDel, Op::kGetAndDelete};
   add(CrashPoint::kLockedBeforeRecord, all);
+  // Updates of several columns go through a record; an increment or a
+  // numeric compare-and-set of an existing row is one store.
   add(CrashPoint::kRecordedBeforeWrite,
-      {Op::kUpdate, Op::kDel, Op::kGetAndDelete, Op::kIncr, Op::kCas});
+      {Op::kUpdate, Op::kInsert, Op::kAdd, Op::kIncrCreate, Op::kDel,
+       Op::kGetAndDelete});
   add(CrashPoint::kMidRowWrite, {Op::kUpdate});
-  add(CrashPoint::kWrittenBeforeSeqEven, {Op::kUpdate, Op::kIncr, Op::kCas});
-  add(CrashPoint::kAfterSeqEvenPinned, {Op::kUpdate, Op::kIncr});
+  add(CrashPoint::kWrittenBeforeSeqEven, {Op::kUpdate});
+  add(CrashPoint::kAfterSeqEvenPinned,
+      {Op::kUpdate, Op::kInsert, Op::kIncrCreate, Op::kDel});
+  add(CrashPoint::kAfterSingleStore, {Op::kIncr, Op::kCas});
   for (CrashPoint p :
-       {CrashPoint::kShardLockedBeforePop, CrashPoint::kRowClaimedBeforePop,
-        CrashPoint::kAllocatedBeforeLink, CrashPoint::kLinkedBeforeSeqEven}) {
-    add(p, {Op::kInsert, Op::kAdd, Op::kIncrCreate});
+       {CrashPoint::kClaimedBeforeFill, CrashPoint::kAllocatedBeforeLink,
+        CrashPoint::kLinkedBeforeSeqEven, CrashPoint::kLinkedBeforeLive}) {
+    add(p, inserts);
   }
   for (CrashPoint p :
-       {CrashPoint::kUnlinkedBeforeFree, CrashPoint::kFreePushedBeforeState}) {
-    add(p, {Op::kDel, Op::kGetAndDelete});
+       {CrashPoint::kMarkedBeforeUnlink, CrashPoint::kUnlinkedBeforeFree,
+        CrashPoint::kFreedBeforeHint}) {
+    add(p, deletes);
   }
   return out;
 }
@@ -207,7 +215,7 @@ TEST(Crash, EveryWritePathSurvivesAKillAtEveryPoint) {
     if (model.count(key) != 0 && !counter_key) {
       ASSERT_TRUE(t->Set(key, VersionedFields(model[key])).ok());
     } else if (model.count(key) != 0) {
-      ASSERT_TRUE(t->Incr(key, "n", 0).ok());
+      ASSERT_TRUE(t->Incr(key, "n", 0).ok()) << t->Incr(key, "n", 0).status();
     } else {
       ASSERT_THAT(t->Del(key).code(), absl::StatusCode::kNotFound);
     }

@@ -151,7 +151,7 @@ TEST(TableOps, ClearCountAndStats) {
   EXPECT_GT(st.memory_bytes, 100u * 8);
   EXPECT_DOUBLE_EQ(st.bytes_per_row,
                    static_cast<double>(st.memory_bytes) / 100);
-  EXPECT_EQ(st.buckets, 88u);  // 7/8 of 100, rounded up
+  EXPECT_EQ(st.buckets, 50u);  // one per two rows
   EXPECT_GE(st.longest_chain, 1u);
   EXPECT_EQ(st.failed_inserts, 0u);
   EXPECT_EQ(st.recoveries, 0u);
@@ -202,7 +202,7 @@ TEST(TableOps, PlanIsExactAndCreateMatchesIt) {
   absl::StatusOr<TablePlan> plan = Table::Plan(w, {.capacity = 1000});
   ASSERT_TRUE(plan.ok());
   EXPECT_EQ(plan->row_bytes, 104u);  // 8 + 8 + (4 + 2 + 1 + 1) + 16 + 64
-  EXPECT_EQ(plan->buckets, 875u);
+  EXPECT_EQ(plan->buckets, 500u);    // one block per two rows
   EXPECT_EQ(plan->total_bytes, plan->rows_bytes + plan->buckets_bytes +
                                    plan->registry_bytes + plan->header_bytes);
   absl::StatusOr<Table> t = Table::Create(w, {.capacity = 1000});

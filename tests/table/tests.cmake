@@ -6,7 +6,8 @@ shmkit_test(table_test
     ${CMAKE_CURRENT_LIST_DIR}/capacity_test.cc
     ${CMAKE_CURRENT_LIST_DIR}/ttl_test.cc
     ${CMAKE_CURRENT_LIST_DIR}/attach_test.cc
-    ${CMAKE_CURRENT_LIST_DIR}/golden_test.cc
+    ${CMAKE_CURRENT_LIST_DIR}/hash_golden_test.cc
+    ${CMAKE_CURRENT_LIST_DIR}/layout_golden_test.cc
     ${CMAKE_CURRENT_LIST_DIR}/corruption_test.cc
   LABELS table
   TIMEOUT 300)
@@ -15,6 +16,7 @@ shmkit_test(table_fork_test
   SOURCES
     ${CMAKE_CURRENT_LIST_DIR}/table_fork_test.cc
     ${CMAKE_CURRENT_LIST_DIR}/crash_test.cc
+    ${CMAKE_CURRENT_LIST_DIR}/recovery_test.cc
   LABELS table fork
   TIMEOUT 300)
 target_include_directories(table_fork_test PRIVATE ${CMAKE_CURRENT_LIST_DIR})

@@ -36,7 +36,6 @@ ABSL_FLAG(uint32_t, max_key_bytes, 64, "Longest row key, in bytes.");
 ABSL_FLAG(bool, with_ttl, false,
           "Rows may carry an expiry time (set --ttl); 8 bytes per row.");
 ABSL_FLAG(std::string, mode, "0600", "Permission bits of the new object.");
-ABSL_FLAG(uint64_t, buckets, 0, "Hash buckets; 0 picks 7/8 of the capacity.");
 ABSL_FLAG(absl::Duration, ttl, absl::ZeroDuration(),
           "The row expires this long after the write (tables created "
           "--with-ttl).");
@@ -227,7 +226,6 @@ absl::Status RunCreate(const Invocation& inv) {
   }
   TableOptions options;
   options.capacity = absl::GetFlag(FLAGS_capacity);
-  options.buckets = absl::GetFlag(FLAGS_buckets);
   options.key = key;
   options.mode = static_cast<mode_t>(mode);
   SHMKIT_ASSIGN_OR_RETURN(Table table, Table::Create(schema, options));
@@ -432,7 +430,7 @@ std::vector<Command> TableCommands() {
                    "--max-key-bytes 64\nThe table persists until "
                    "`shmkit rm 0x5eed`.",
                .flags = {"key", "column", "capacity", "max_key_bytes",
-                         "with_ttl", "mode", "buckets", "json"},
+                         "with_ttl", "mode", "json"},
                .repeatable = {"column"},
                .run = RunCreate});
   c.push_back({.name = "get",
