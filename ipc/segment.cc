@@ -1,6 +1,7 @@
 #include "shmkit/ipc/segment.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/shm.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <fstream>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -143,7 +145,8 @@ absl::StatusOr<Segment> Segment::Create(const SegmentOptions& options) {
 
   bool use_huge = false;
   size_t request = options.bytes;
-  if (options.huge_pages != HugePages::kNo) {
+  if (options.huge_pages == HugePages::kRequire ||
+      options.huge_pages == HugePages::kPreferred) {
     const HugePageFacts facts = ReadHugePageFacts();
     const uint64_t pages =
         facts.page_bytes == 0
@@ -222,6 +225,10 @@ absl::StatusOr<Segment> Segment::Create(const SegmentOptions& options) {
   }
   Segment segment(data, options.bytes, id, options.key, /*read_only=*/false,
                   use_huge);
+  if (options.huge_pages == HugePages::kTransparent) {
+    // Before anyone touches the memory, so its first faults can be huge.
+    (void)segment.AdviseHugePages();
+  }
   if (options.key.is_private()) {
     // Anonymous: from now on the kernel frees it with the last detach.
     if (absl::Status st = segment.Remove(); !st.ok()) return st;
@@ -323,6 +330,68 @@ absl::Status Segment::Remove() {
   if (id_ < 0)
     return absl::FailedPreconditionError("segment is empty (moved from)");
   return RemoveId(id_);
+}
+
+absl::Status Segment::AdviseHugePages() const {
+  if (data_ == nullptr) {
+    return absl::FailedPreconditionError("empty Segment");
+  }
+  if (madvise(data_, size_, MADV_HUGEPAGE) != 0) {
+    return ErrnoStatus(
+        errno, absl::StrCat("madvise(", size_, " bytes, MADV_HUGEPAGE)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PageUsage> Segment::Pages() const {
+  if (data_ == nullptr) {
+    return absl::FailedPreconditionError("empty Segment");
+  }
+  std::ifstream smaps("/proc/self/smaps");
+  if (!smaps) return ErrnoStatus(errno, "open /proc/self/smaps");
+  const std::string start =
+      absl::StrFormat("%x-", reinterpret_cast<uintptr_t>(data_));
+  PageUsage usage;
+  bool in = false;
+  uint64_t kernel_page_kb = 4;
+  for (std::string line; std::getline(smaps, line);) {
+    if (!in) {
+      in = line.rfind(start, 0) == 0;
+      if (in) {
+        const std::vector<absl::string_view> range = absl::StrSplit(
+            absl::string_view(line).substr(0, line.find(' ')), '-');
+        uint64_t lo = 0, hi = 0;
+        if (range.size() == 2 && absl::SimpleHexAtoi(range[0], &lo) &&
+            absl::SimpleHexAtoi(range[1], &hi)) {
+          usage.mapped_bytes = hi - lo;
+        }
+      }
+      continue;
+    }
+    // Fields end at the next mapping's header (which has no "Name:" form).
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos || line.find(' ') < colon) break;
+    const absl::string_view name = absl::string_view(line).substr(0, colon);
+    uint64_t kb = 0;
+    const std::vector<absl::string_view> words = absl::StrSplit(
+        absl::string_view(line).substr(colon + 1), ' ', absl::SkipEmpty());
+    if (words.empty() || !absl::SimpleAtoi(words[0], &kb)) continue;
+    if (name == "KernelPageSize") kernel_page_kb = kb;
+    if (name == "ShmemPmdMapped" || name == "FilePmdMapped") {
+      usage.huge_bytes += kb * 1024;
+    }
+  }
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat(
+        "the segment's mapping is not in /proc/self/smaps (", start, ")"));
+  }
+  if (kernel_page_kb > 4) {
+    usage.huge_bytes = usage.mapped_bytes;  // hugetlb: all of it
+    usage.page_bytes = kernel_page_kb * 1024;
+  } else if (usage.huge_bytes * 2 > usage.mapped_bytes) {
+    usage.page_bytes = 2 << 20;
+  }
+  return usage;
 }
 
 }  // namespace shmkit

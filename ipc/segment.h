@@ -37,10 +37,22 @@
 namespace shmkit {
 
 enum class HugePages {
-  kNo,        // normal pages (the default)
-  kRequire,   // SHM_HUGETLB; fail naming vm.nr_hugepages when none are free
-  kPreferred  // SHM_HUGETLB when free huge pages cover the size, else normal
-              // pages; huge_pages() tells which one happened
+  kNo,           // normal pages (the default)
+  kRequire,      // SHM_HUGETLB; fail naming vm.nr_hugepages when none are free
+  kPreferred,    // SHM_HUGETLB when free huge pages cover the size, else normal
+                 // pages; huge_pages() tells which one happened
+  kTransparent,  // normal pages, with transparent huge pages asked for
+                 // (AdviseHugePages); whether the kernel grants them is the
+                 // host's setting, /sys/kernel/mm/transparent_hugepage/
+                 // shmem_enabled: `always`, `within_size` or `advise` do
+};
+
+// How a mapping is backed, from /proc/self/smaps.
+struct PageUsage {
+  uint64_t mapped_bytes = 0;  // the mapping's size
+  uint64_t huge_bytes = 0;    // of which backed by 2 MiB (or larger) pages
+  // The page size backing most of the mapping: 4096, or the huge page size.
+  uint64_t page_bytes = 4096;
 };
 
 struct SegmentOptions {
@@ -98,6 +110,8 @@ class Segment {
   // IPC_RMID of segment `shmid`: removed once the last process detaches.
   static absl::Status RemoveId(int shmid);
 
+  // An empty Segment, attached to nothing (what a moved-from one is).
+  Segment() = default;
   Segment(Segment&& other) noexcept;
   Segment& operator=(Segment&& other) noexcept;
   Segment(const Segment&) = delete;
@@ -120,6 +134,15 @@ class Segment {
   IpcKey key() const { return key_; }
   bool read_only() const { return read_only_; }
   bool huge_pages() const { return huge_pages_; }
+
+  // Asks the kernel for transparent huge pages on this mapping
+  // (madvise(MADV_HUGEPAGE)); call before touching the memory. Each process
+  // that maps the segment asks for itself. The kernel grants them only when
+  // shmem_enabled allows it (see HugePages::kTransparent); an error means
+  // the kernel has no transparent huge pages at all.
+  absl::Status AdviseHugePages() const;
+  // How this process's mapping is backed right now.
+  absl::StatusOr<PageUsage> Pages() const;
 
  private:
   Segment(void* data, size_t size, int id, IpcKey key, bool read_only,

@@ -113,7 +113,7 @@ absl::StatusOr<Value> Row::Get(int column) const {
     case ColumnType::kBytes: {
       absl::StatusOr<absl::string_view> v = GetString(column);
       if (!v.ok()) return v.status();
-      return Value(*v);
+      return Value::Copy(*v);  // outlives the Row
     }
   }
   return absl::InternalError("unknown column type");

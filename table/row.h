@@ -7,6 +7,7 @@
 #define SHMKIT_TABLE_ROW_H_
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,9 +32,44 @@ class Row {
   absl::string_view key() const;
   const Schema& schema() const { return *schema_; }
 
-  // Column values by index (from Schema::ColumnIndex: the fast path) or by
-  // name. InvalidArgument for an unknown column or a type mismatch (GetInt
-  // on a float column, ...). GetFloat on a float32 column widens to double.
+  // Whether the last read into this Row found a row.
+  bool present() const { return present_; }
+
+  // The fast way: a column by its typed handle (Schema::Int, ::Float,
+  // ::String), inline and unchecked beyond one comparison: a handle of
+  // another schema, or a Row that holds nothing, reads as 0 / empty.
+  //   if (*table.Find(key, &row)) total += row[hits];
+  int64_t operator[](IntColumn c) const {
+    if (!Holds(c.schema)) return 0;
+    const std::byte* p = bytes_.data() + c.offset;
+    switch (c.bytes) {
+      case 1:
+        return Load<int8_t>(p);
+      case 2:
+        return Load<int16_t>(p);
+      case 4:
+        return Load<int32_t>(p);
+      default:
+        return Load<int64_t>(p);
+    }
+  }
+  double operator[](FloatColumn c) const {
+    if (!Holds(c.schema)) return 0;
+    const std::byte* p = bytes_.data() + c.offset;
+    return c.bytes == 4 ? static_cast<double>(Load<float>(p)) : Load<double>(p);
+  }
+  absl::string_view operator[](StringColumn c) const {
+    if (!Holds(c.schema)) return {};
+    const std::byte* p = bytes_.data();
+    const uint32_t len = c.len_bytes == 1   ? Load<uint8_t>(p + c.len_offset)
+                         : c.len_bytes == 2 ? Load<uint16_t>(p + c.len_offset)
+                                            : Load<uint32_t>(p + c.len_offset);
+    return {reinterpret_cast<const char*>(p) + c.offset, len};
+  }
+
+  // Column values by index (from Schema::ColumnIndex) or by name, checked:
+  // InvalidArgument for an unknown column or a type mismatch (GetInt on a
+  // float column, ...). GetFloat on a float32 column widens to double.
   absl::StatusOr<int64_t> GetInt(int column) const;
   absl::StatusOr<double> GetFloat(int column) const;
   absl::StatusOr<absl::string_view> GetString(int column) const;
@@ -51,10 +87,20 @@ class Row {
 
  private:
   friend class internal::TableCore;
+  bool Holds(uint64_t schema) const {
+    return present_ && schema == fingerprint_;
+  }
+  template <typename T>
+  static T Load(const std::byte* p) {
+    T v;
+    std::memcpy(&v, p, sizeof(T));  // rows are little-endian, like x86/arm64
+    return v;
+  }
   absl::StatusOr<int> Check(int column, ColumnType want, ColumnType also) const;
 
   std::optional<Schema> schema_;
   const internal::RowLayout* layout_ = nullptr;
+  uint64_t fingerprint_ = 0;  // of schema_, for the typed accessors
   std::shared_ptr<const internal::RowLayout> layout_owner_;  // keeps it alive
   // Whether the last read found a row (accessors refuse otherwise: after a
   // miss the buffer holds leftovers).

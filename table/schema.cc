@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "shmkit/table/internal/hash.h"
+#include "shmkit/table/internal/layout.h"
 
 namespace shmkit {
 
@@ -42,7 +43,7 @@ std::string ColumnSpec::TypeString() const {
 std::string Value::DebugString() const {
   if (is_int()) return absl::StrCat(int_value());
   if (is_float()) return absl::StrCat(float_value());
-  const std::string& s = string_value();
+  const absl::string_view s = string_value();
   if (s.size() > 40) {
     return absl::StrCat("\"", absl::CEscape(s.substr(0, 40)), "...\" (",
                         s.size(), " bytes)");
@@ -177,6 +178,58 @@ absl::StatusOr<int> Schema::ColumnIndex(absl::string_view name) const {
                                    absl::StrAppend(out, c.name);
                                  }),
                    ")"));
+}
+
+namespace {
+
+absl::StatusOr<int> TypedIndex(const Schema& schema, absl::string_view name,
+                               bool (ColumnSpec::*is)() const,
+                               absl::string_view want) {
+  absl::StatusOr<int> c = schema.ColumnIndex(name);
+  if (!c.ok()) return c.status();
+  const ColumnSpec& spec = schema.column(*c);
+  if (!(spec.*is)()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "column \"", spec.name, "\" is ", spec.TypeString(), ", not ", want));
+  }
+  return c;
+}
+
+}  // namespace
+
+Schema::Schema()
+    : rep_([] {
+        static const auto* empty = new std::shared_ptr<const Rep>(
+            std::make_shared<Rep>(Rep{{}, kDefaultMaxKeyBytes, false, 0}));
+        return *empty;
+      }()) {}
+
+absl::StatusOr<IntColumn> Schema::Int(absl::string_view name) const {
+  absl::StatusOr<int> c =
+      TypedIndex(*this, name, &ColumnSpec::is_integer, "an integer column");
+  if (!c.ok()) return c.status();
+  const internal::RowLayout layout = internal::ComputeRowLayout(*this);
+  return IntColumn{*c, layout.columns[*c].offset, column(*c).size,
+                   Fingerprint()};
+}
+
+absl::StatusOr<FloatColumn> Schema::Float(absl::string_view name) const {
+  absl::StatusOr<int> c =
+      TypedIndex(*this, name, &ColumnSpec::is_float, "a float column");
+  if (!c.ok()) return c.status();
+  const internal::RowLayout layout = internal::ComputeRowLayout(*this);
+  return FloatColumn{*c, layout.columns[*c].offset, column(*c).size,
+                     Fingerprint()};
+}
+
+absl::StatusOr<StringColumn> Schema::String(absl::string_view name) const {
+  absl::StatusOr<int> c =
+      TypedIndex(*this, name, &ColumnSpec::is_text, "a string column");
+  if (!c.ok()) return c.status();
+  const internal::RowLayout layout = internal::ComputeRowLayout(*this);
+  const internal::RowLayout::Column& lc = layout.columns[*c];
+  return StringColumn{*c, lc.offset, lc.len_offset, lc.len_bytes,
+                      Fingerprint()};
 }
 
 std::string Schema::DebugString() const {

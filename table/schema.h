@@ -59,39 +59,84 @@ struct ColumnSpec {
 
 // A value for one column: an integer, a float or a byte string. Implicitly
 // constructible from the usual C++ types so writes read naturally:
-//   table.Set("k", {{"hits", 1}, {"score", 2.5}, {"user", "ana"}});
+//   table.Set("k", {{"hits", 1}, {"score", 2.5}, {"user", name}});
+//
+// Strings. A Value made from an absl::string_view, a `const char*` or an
+// lvalue std::string refers to those bytes and copies nothing (a write
+// allocates nothing): keep them alive and unchanged while the Value is in
+// use, which a Value built inside a Set/Add/Update call always is. A Value
+// made from an rvalue std::string, or with Value::Copy, owns its bytes; so do
+// the Values a Row returns.
 class Value {
  public:
   Value() : v_(int64_t{0}) {}
   Value(int v) : v_(int64_t{v}) {}   // NOLINT(runtime/explicit)
   Value(long v) : v_(int64_t{v}) {}  // NOLINT
-  Value(long long v) : v_(static_cast<int64_t>(v)) {}  // NOLINT
-  Value(unsigned v) : v_(int64_t{v}) {}                // NOLINT
-  Value(double v) : v_(v) {}                           // NOLINT
-  Value(float v) : v_(double{v}) {}                    // NOLINT
-  Value(const char* v) : v_(std::string(v)) {}         // NOLINT
-  Value(absl::string_view v) : v_(std::string(v)) {}   // NOLINT
-  Value(std::string v) : v_(std::move(v)) {}           // NOLINT
+  Value(long long v) : v_(static_cast<int64_t>(v)) {}        // NOLINT
+  Value(unsigned v) : v_(int64_t{v}) {}                      // NOLINT
+  Value(double v) : v_(v) {}                                 // NOLINT
+  Value(float v) : v_(double{v}) {}                          // NOLINT
+  Value(const char* v) : v_(absl::string_view(v)) {}         // NOLINT
+  Value(absl::string_view v) : v_(v) {}                      // NOLINT
+  Value(const std::string& v) : v_(absl::string_view(v)) {}  // NOLINT
+  Value(std::string&& v) : v_(std::move(v)) {}               // NOLINT
   // Large unsigned values are not representable; refuse them at compile time
   // rather than wrap.
   Value(unsigned long) = delete;
   Value(unsigned long long) = delete;
+  // A string Value that owns a copy of `v`.
+  static Value Copy(absl::string_view v) { return Value(std::string(v)); }
 
   bool is_int() const { return std::holds_alternative<int64_t>(v_); }
   bool is_float() const { return std::holds_alternative<double>(v_); }
-  bool is_string() const { return std::holds_alternative<std::string>(v_); }
+  bool is_string() const { return v_.index() >= 2; }
   int64_t int_value() const { return std::get<int64_t>(v_); }
   double float_value() const { return std::get<double>(v_); }
-  const std::string& string_value() const { return std::get<std::string>(v_); }
+  absl::string_view string_value() const {
+    if (const std::string* s = std::get_if<std::string>(&v_)) return *s;
+    return std::get<absl::string_view>(v_);
+  }
+  // Whether a string Value owns its bytes (false: it refers to the caller's).
+  bool owns_string() const { return std::holds_alternative<std::string>(v_); }
   // For messages: 42, 2.5, "ana" (escaped).
   std::string DebugString() const;
 
+  // Equal type and value (an owned and a referring string compare by bytes).
   friend bool operator==(const Value& a, const Value& b) {
+    if (a.is_string() && b.is_string()) {
+      return a.string_value() == b.string_value();
+    }
     return a.v_ == b.v_;
   }
 
  private:
-  std::variant<int64_t, double, std::string> v_;
+  std::variant<int64_t, double, std::string, absl::string_view> v_;
+};
+
+// Typed handles of a schema's columns, from Schema::Int, Schema::Float and
+// Schema::String: the name and type are checked once, and then a write names
+// the column without a lookup and a Row reads it with one load
+// (Row::operator[]). A handle works with every table and row of the schema
+// it came from; used with another schema it is refused (writes) or reads as
+// zero / empty (rows).
+struct IntColumn {
+  int index = -1;
+  uint32_t offset = 0;  // in a row's bytes
+  uint32_t bytes = 8;   // 1, 2, 4 or 8
+  uint64_t schema = 0;  // fingerprint of the schema it belongs to
+};
+struct FloatColumn {
+  int index = -1;
+  uint32_t offset = 0;
+  uint32_t bytes = 8;  // 4 or 8
+  uint64_t schema = 0;
+};
+struct StringColumn {  // string and bytes columns
+  int index = -1;
+  uint32_t offset = 0;
+  uint32_t len_offset = 0;
+  uint32_t len_bytes = 1;
+  uint64_t schema = 0;
 };
 
 class Schema {
@@ -126,11 +171,20 @@ class Schema {
     bool ttl_ = false;
   };
 
+  // An empty schema: no columns (what an empty Table reports). Build real
+  // ones with Builder.
+  Schema();
+
   int column_count() const { return static_cast<int>(rep_->columns.size()); }
   const ColumnSpec& column(int index) const { return rep_->columns[index]; }
   const std::vector<ColumnSpec>& columns() const { return rep_->columns; }
   // The index of column `name`; InvalidArgument naming it when unknown.
   absl::StatusOr<int> ColumnIndex(absl::string_view name) const;
+  // Typed handles (see IntColumn). InvalidArgument for an unknown name or a
+  // column of another type.
+  absl::StatusOr<IntColumn> Int(absl::string_view name) const;
+  absl::StatusOr<FloatColumn> Float(absl::string_view name) const;
+  absl::StatusOr<StringColumn> String(absl::string_view name) const;
   uint32_t max_key_bytes() const { return rep_->max_key_bytes; }
   bool ttl() const { return rep_->ttl; }
 

@@ -18,6 +18,12 @@ using internal::TableCore;
 using internal::WriteMode;
 
 absl::StatusOr<int> ColumnRef::Resolve(const Schema& schema) const {
+  if (schema_ != 0 && schema_ != schema.Fingerprint()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("column handle (index ", index_,
+                     ") belongs to another schema than the table's {",
+                     schema.DebugString(), "}"));
+  }
   if (index_ >= 0) {
     if (index_ >= schema.column_count()) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -32,6 +38,12 @@ absl::StatusOr<int> ColumnRef::Resolve(const Schema& schema) const {
 }
 
 namespace {
+
+absl::Status NotOpen() {
+  return absl::FailedPreconditionError(
+      "the Table is empty (default-constructed or moved from): open it with "
+      "Table::Create or Table::Attach");
+}
 
 using Fields = absl::InlinedVector<ResolvedField, 8>;
 
@@ -116,13 +128,20 @@ absl::StatusOr<Table> Table::AttachId(int shmid,
   return Table(std::move(core));
 }
 
+Table::Table() = default;
 Table::Table(std::unique_ptr<TableCore> core) : core_(std::move(core)) {}
 Table::Table(Table&&) noexcept = default;
 Table& Table::operator=(Table&&) noexcept = default;
 Table::~Table() = default;
 
-const Schema& Table::schema() const { return core_->schema(); }
-const Segment& Table::segment() const { return core_->segment(); }
+const Schema& Table::schema() const {
+  static const Schema* const kEmpty = new Schema();
+  return core_ != nullptr ? core_->schema() : *kEmpty;
+}
+const Segment& Table::segment() const {
+  static const Segment* const kEmpty = new Segment();
+  return core_ != nullptr ? core_->segment() : *kEmpty;
+}
 
 absl::StatusOr<Row> Table::Get(absl::string_view key) const {
   Row row;
@@ -131,10 +150,12 @@ absl::StatusOr<Row> Table::Get(absl::string_view key) const {
 }
 
 absl::StatusOr<bool> Table::Find(absl::string_view key, Row* row) const {
+  if (core_ == nullptr) return NotOpen();
   return core_->FindRow(key, row);
 }
 
 absl::Status Table::Get(absl::string_view key, Row* row) const {
+  if (core_ == nullptr) return NotOpen();
   SHMKIT_ASSIGN_OR_RETURN(bool found, core_->FindRow(key, row));
   if (!found) {
     return absl::NotFoundError(
@@ -145,6 +166,7 @@ absl::Status Table::Get(absl::string_view key, Row* row) const {
 
 absl::StatusOr<Value> Table::GetColumn(absl::string_view key,
                                        ColumnRef column) const {
+  if (core_ == nullptr) return NotOpen();
   SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
   Row row;
   SHMKIT_ASSIGN_OR_RETURN(
@@ -156,7 +178,15 @@ absl::StatusOr<Value> Table::GetColumn(absl::string_view key,
   return row.Get(c);
 }
 
+absl::Status Table::FindMany(absl::Span<const absl::string_view> keys,
+                             absl::Span<Row> rows,
+                             absl::Span<bool> found) const {
+  if (core_ == nullptr) return NotOpen();
+  return core_->FindMany(keys, rows, found);
+}
+
 absl::StatusOr<bool> Table::Exists(absl::string_view key) const {
+  if (core_ == nullptr) return NotOpen();
   return core_->Read(key, TableCore::CopyWhat::kNothing, -1, nullptr);
 }
 
@@ -168,6 +198,7 @@ absl::Status Table::Set(absl::string_view key,
 absl::Status Table::Set(absl::string_view key,
                         absl::Span<const FieldValue> values,
                         const SetOptions& options) {
+  if (core_ == nullptr) return NotOpen();
   SHMKIT_ASSIGN_OR_RETURN(Fields fields, Resolve(core_->schema(), values));
   return core_->Write(key, fields, WriteMode::kSet, options);
 }
@@ -179,6 +210,7 @@ absl::Status Table::Add(absl::string_view key,
 absl::Status Table::Add(absl::string_view key,
                         absl::Span<const FieldValue> values,
                         const SetOptions& options) {
+  if (core_ == nullptr) return NotOpen();
   SHMKIT_ASSIGN_OR_RETURN(Fields fields, Resolve(core_->schema(), values));
   return core_->Write(key, fields, WriteMode::kAdd, options);
 }
@@ -191,22 +223,26 @@ absl::Status Table::Update(absl::string_view key,
 absl::Status Table::Update(absl::string_view key,
                            absl::Span<const FieldValue> values,
                            const SetOptions& options) {
+  if (core_ == nullptr) return NotOpen();
   SHMKIT_ASSIGN_OR_RETURN(Fields fields, Resolve(core_->schema(), values));
   return core_->Write(key, fields, WriteMode::kUpdate, options);
 }
 
 absl::Status Table::Del(absl::string_view key) {
+  if (core_ == nullptr) return NotOpen();
   return core_->Delete(key, nullptr);
 }
 
 absl::StatusOr<Row> Table::GetAndDelete(absl::string_view key) {
   Row row;
+  if (core_ == nullptr) return NotOpen();
   SHMKIT_RETURN_IF_ERROR(core_->Delete(key, &row));
   return row;
 }
 
 absl::StatusOr<int64_t> Table::Incr(absl::string_view key, ColumnRef column,
                                     int64_t delta, const IncrOptions& options) {
+  if (core_ == nullptr) return NotOpen();
   SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
   return core_->IncrementInt(key, c, delta, options);
 }
@@ -222,6 +258,7 @@ absl::StatusOr<int64_t> Table::Decr(absl::string_view key, ColumnRef column,
 absl::StatusOr<double> Table::IncrFloat(absl::string_view key, ColumnRef column,
                                         double delta,
                                         const IncrOptions& options) {
+  if (core_ == nullptr) return NotOpen();
   SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
   if (!std::isfinite(delta)) {
     return absl::InvalidArgumentError(
@@ -234,15 +271,23 @@ absl::StatusOr<bool> Table::CompareAndSet(absl::string_view key,
                                           ColumnRef column,
                                           const Value& expected,
                                           const Value& desired) {
+  if (core_ == nullptr) return NotOpen();
   SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
   return core_->CompareAndSet(key, c, expected, desired);
 }
 
-absl::Status Table::Clear() { return core_->Clear(); }
-absl::StatusOr<uint64_t> Table::Sweep() { return core_->Sweep(); }
-uint64_t Table::Count() const { return core_->Count(); }
+absl::Status Table::Clear() {
+  if (core_ == nullptr) return NotOpen();
+  return core_->Clear();
+}
+absl::StatusOr<uint64_t> Table::Sweep() {
+  if (core_ == nullptr) return NotOpen();
+  return core_->Sweep();
+}
+uint64_t Table::Count() const { return core_ != nullptr ? core_->Count() : 0; }
 
 absl::Status Table::ForEach(absl::FunctionRef<bool(const Row&)> fn) const {
+  if (core_ == nullptr) return NotOpen();
   uint64_t cursor = 0;
   std::vector<Row> rows;
   do {
@@ -256,18 +301,30 @@ absl::Status Table::ForEach(absl::FunctionRef<bool(const Row&)> fn) const {
 }
 
 absl::StatusOr<ScanPage> Table::Scan(uint64_t cursor, size_t max_rows) const {
+  if (core_ == nullptr) return NotOpen();
   ScanPage page;
   SHMKIT_ASSIGN_OR_RETURN(page.next_cursor,
                           core_->ScanBuckets(cursor, max_rows, &page.rows));
   return page;
 }
 
-TableStats Table::Stats() const { return core_->Stats(); }
-TableInspection Table::Inspect() const { return core_->Inspect(); }
-absl::StatusOr<uint64_t> Table::Recover() { return core_->Recover(); }
+TableStats Table::Stats() const {
+  return core_ != nullptr ? core_->Stats() : TableStats{};
+}
+TableInspection Table::Inspect() const {
+  return core_ != nullptr ? core_->Inspect() : TableInspection{};
+}
+absl::StatusOr<uint64_t> Table::Recover() {
+  if (core_ == nullptr) return NotOpen();
+  return core_->Recover();
+}
 absl::Status Table::CheckConsistency() const {
+  if (core_ == nullptr) return NotOpen();
   return core_->CheckConsistency();
 }
-absl::Status Table::Remove() { return core_->segment().Remove(); }
+absl::Status Table::Remove() {
+  if (core_ == nullptr) return NotOpen();
+  return core_->segment().Remove();
+}
 
 }  // namespace shmkit

@@ -83,7 +83,13 @@ struct TableOptions {
   // IPC_PRIVATE (anonymous, shared through fork) or a key for Attach().
   IpcKey key = IpcKey::Private();
   mode_t mode = 0600;
-  HugePages huge_pages = HugePages::kNo;
+  // kTransparent (the default) asks for transparent huge pages: a random
+  // row then costs no TLB miss, when the host allows them
+  // (/sys/kernel/mm/transparent_hugepage/shmem_enabled = advise, within_size
+  // or always; the README says how). kRequire / kPreferred: reserved huge
+  // pages (SHM_HUGETLB, vm.nr_hugepages). kNo: 4 KiB pages. Stats() says
+  // what the table got.
+  HugePages huge_pages = HugePages::kTransparent;
   // How long a write (or a read that fell back to locking) waits for a
   // bucket held by a live process before DeadlineExceeded.
   absl::Duration lock_timeout = absl::Seconds(5);
@@ -97,6 +103,9 @@ struct TableAttachOptions {
   std::optional<Schema> expected_schema = std::nullopt;
   absl::Duration lock_timeout = absl::Seconds(5);
   absl::Duration init_timeout = absl::Seconds(2);
+  // Ask for transparent huge pages on this process's mapping (see
+  // TableOptions::huge_pages).
+  bool transparent_huge_pages = true;
 };
 
 // What a (schema, options) needs, without creating anything.
@@ -127,20 +136,30 @@ struct TableStats {
   uint64_t chain_repairs = 0;      // chains found broken and cut (0 unless
                                    // the segment was corrupted)
   uint64_t read_fallbacks = 0;     // optimistic reads that took the lock
+  // How this process's mapping of the table is backed: the page size that
+  // backs most of it (4096, or 2 MiB with huge pages) and the bytes on huge
+  // pages.
+  uint64_t page_bytes = 0;
+  uint64_t huge_page_bytes = 0;
 };
 
-// A column: by name (convenient) or by index from Schema::ColumnIndex
-// (no lookup on the hot path).
+// A column: by typed handle (Schema::Int / Float / String: no lookup, and
+// checked against the table's schema), by index from Schema::ColumnIndex, or
+// by name (a lookup per call).
 class ColumnRef {
  public:
-  ColumnRef(int index) : index_(index) {}                          // NOLINT
-  ColumnRef(absl::string_view name) : index_(-1), name_(name) {}   // NOLINT
-  ColumnRef(const char* name) : index_(-1), name_(name) {}         // NOLINT
-  ColumnRef(const std::string& name) : index_(-1), name_(name) {}  // NOLINT
+  ColumnRef(IntColumn c) : index_(c.index), schema_(c.schema) {}     // NOLINT
+  ColumnRef(FloatColumn c) : index_(c.index), schema_(c.schema) {}   // NOLINT
+  ColumnRef(StringColumn c) : index_(c.index), schema_(c.schema) {}  // NOLINT
+  ColumnRef(int index) : index_(index) {}                            // NOLINT
+  ColumnRef(absl::string_view name) : index_(-1), name_(name) {}     // NOLINT
+  ColumnRef(const char* name) : index_(-1), name_(name) {}           // NOLINT
+  ColumnRef(const std::string& name) : index_(-1), name_(name) {}    // NOLINT
   absl::StatusOr<int> Resolve(const Schema& schema) const;
 
  private:
   int index_;
+  uint64_t schema_ = 0;  // a handle's schema fingerprint; 0: unchecked
   absl::string_view name_;
 };
 
@@ -203,19 +222,35 @@ class Table {
   static absl::StatusOr<Table> AttachId(int shmid,
                                         const TableAttachOptions& options = {});
 
+  // An empty Table (what a moved-from one is): every call fails with
+  // FailedPrecondition, Count() is 0. Lets a Table be a plain member that
+  // is opened later.
+  Table();
   Table(Table&&) noexcept;
   Table& operator=(Table&&) noexcept;
   ~Table();
 
+  // Whether this handle has a table (false for an empty or moved-from one).
+  bool is_open() const { return core_ != nullptr; }
+  // The schema (an empty one, no columns, when !is_open()).
   const Schema& schema() const;
 
   // --- reads (never write shared memory on the fast path) -------------
   absl::StatusOr<Row> Get(absl::string_view key) const;
   // Overwrites `*row`; reuses its buffers (no allocation once warm).
   absl::Status Get(absl::string_view key, Row* row) const;
-  // Like Get, but absence is `false` rather than NotFound: no Status is
-  // allocated for a miss. The fastest lookup.
+  // Like Get, but absence is `false` rather than NotFound. The lookup to
+  // write on a hot path: a hit costs what Get's does, a miss allocates
+  // nothing (Get allocates the NotFound message). Read the columns with the
+  // typed handles: `if (*table.Find(key, &row)) n = row[hits];`.
   absl::StatusOr<bool> Find(absl::string_view key, Row* row) const;
+  // Find for several keys at once (a request that needs a session, a rate
+  // limit and a flag): hashes every key and prefetches every bucket before
+  // reading any, so their cache misses overlap instead of following each
+  // other. rows[i] receives keys[i]'s row and found[i] whether it exists.
+  // InvalidArgument (nothing read) for a bad key or spans of unequal size.
+  absl::Status FindMany(absl::Span<const absl::string_view> keys,
+                        absl::Span<Row> rows, absl::Span<bool> found) const;
   absl::StatusOr<Value> GetColumn(absl::string_view key,
                                   ColumnRef column) const;
   absl::StatusOr<bool> Exists(absl::string_view key) const;

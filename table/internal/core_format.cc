@@ -204,6 +204,11 @@ absl::StatusOr<std::unique_ptr<TableCore>> TableCore::Open(
         plan->total_bytes, ", segment ", segment.size(),
         " bytes): built by an incompatible version"));
   }
+  if (options.transparent_huge_pages) {
+    // The creator asked before touching the memory; each mapping asks for
+    // itself (TableOptions::huge_pages). A host without them says no.
+    (void)segment.AdviseHugePages();
+  }
   SHMKIT_ASSIGN_OR_RETURN(ProcessRegistry registry,
                           ProcessRegistry::Open(segment.bytes().subspan(
                               plan->registry_offset, plan->registry_bytes)));
@@ -259,6 +264,7 @@ void TableCore::PrepareRow(Row* out) const {
     out->schema_ = schema_;
     out->layout_ = layout_.get();
     out->layout_owner_ = layout_;
+    out->fingerprint_ = schema_.Fingerprint();
   }
   if (out->bytes_.size() != stride_) out->bytes_.resize(stride_);
 }

@@ -64,6 +64,10 @@ TableStats TableCore::Stats() const {
       Load(header_->expired_reclaimed, std::memory_order_relaxed);
   st.chain_repairs = Load(header_->chain_repairs, std::memory_order_relaxed);
   st.read_fallbacks = Load(header_->read_fallbacks, std::memory_order_relaxed);
+  if (absl::StatusOr<PageUsage> pages = segment_.Pages(); pages.ok()) {
+    st.page_bytes = pages->page_bytes;
+    st.huge_page_bytes = pages->huge_bytes;
+  }
   return st;
 }
 

@@ -175,7 +175,7 @@ void TableCore::EncodeField(std::byte* row, int column,
     StoreField(row, lc.offset, spec.size, NumericBits(spec, value));
     return;
   }
-  const std::string& s = value.string_value();
+  const absl::string_view s = value.string_value();
   StoreField(row, lc.len_offset, lc.len_bytes, s.size());
   SharedWrite(row, lc.offset, s.data(), s.size());
 }

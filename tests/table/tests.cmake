@@ -9,6 +9,7 @@ shmkit_test(table_test
     ${CMAKE_CURRENT_LIST_DIR}/hash_golden_test.cc
     ${CMAKE_CURRENT_LIST_DIR}/layout_golden_test.cc
     ${CMAKE_CURRENT_LIST_DIR}/corruption_test.cc
+    ${CMAKE_CURRENT_LIST_DIR}/fast_api_test.cc
   LABELS table
   TIMEOUT 300)
 target_include_directories(table_test PRIVATE ${CMAKE_CURRENT_LIST_DIR})

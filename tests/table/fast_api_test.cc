@@ -1,0 +1,185 @@
+// The hot path as a user writes it: typed column handles, rows read without
+// Status per column, string values that copy nothing, batch lookups, and a
+// Table that can be empty.
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "shmkit/table/table.h"
+#include "table_test_util.h"
+#include "test_util.h"
+
+namespace shmkit {
+namespace {
+
+using ::shmkit::testing::StatusIs;
+using ::shmkit::testing::StatusIsWith;
+
+Schema Sessions() {
+  return *Schema::Builder()
+              .Int("hits")
+              .Int("small", 2)
+              .Float("score")
+              .Float32("ratio")
+              .String("user", 32)
+              .Build();
+}
+
+TEST(FastApi, TypedHandlesCheckNameAndTypeOnce) {
+  const Schema s = Sessions();
+  EXPECT_TRUE(s.Int("hits").ok());
+  EXPECT_TRUE(s.Float("score").ok());
+  EXPECT_TRUE(s.String("user").ok());
+  EXPECT_THAT(s.Int("score"), StatusIsWith(absl::StatusCode::kInvalidArgument,
+                                           "not an integer"));
+  EXPECT_THAT(s.String("hits"),
+              StatusIsWith(absl::StatusCode::kInvalidArgument, "not a string"));
+  EXPECT_THAT(s.Float("nope"), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(FastApi, RowsReadByHandleWithoutAStatusPerColumn) {
+  const Schema s = Sessions();
+  absl::StatusOr<Table> t = Table::Create(s, {.capacity = 16});
+  ASSERT_TRUE(t.ok()) << t.status();
+  const IntColumn hits = *s.Int("hits");
+  const IntColumn small = *s.Int("small");
+  const FloatColumn score = *s.Float("score");
+  const FloatColumn ratio = *s.Float("ratio");
+  const StringColumn user = *s.String("user");
+  ASSERT_TRUE(t->Set("k", {{hits, -7},
+                           {small, -300},
+                           {score, 2.5},
+                           {ratio, 0.5},
+                           {user, "ana"}})
+                  .ok());
+  ASSERT_TRUE(t->Incr("k", hits, 10).ok());
+  Row row;
+  ASSERT_TRUE(*t->Find("k", &row));
+  EXPECT_TRUE(row.present());
+  EXPECT_EQ(row[hits], 3);
+  EXPECT_EQ(row[small], -300);
+  EXPECT_EQ(row[score], 2.5);
+  EXPECT_EQ(row[ratio], 0.5);
+  EXPECT_EQ(row[user], "ana");
+  // A miss leaves a Row that reads as zero / empty, never stale values.
+  ASSERT_FALSE(*t->Find("absent", &row));
+  EXPECT_FALSE(row.present());
+  EXPECT_EQ(row[hits], 0);
+  EXPECT_EQ(row[user], "");
+}
+
+TEST(FastApi, AHandleOfAnotherSchemaIsRefused) {
+  const Schema s = Sessions();
+  const Schema other = *Schema::Builder().Int("hits").Int("x").Build();
+  absl::StatusOr<Table> t = Table::Create(s, {.capacity = 16});
+  ASSERT_TRUE(t.ok());
+  ASSERT_TRUE(t->Set("k", {{"hits", 1}}).ok());
+  const IntColumn foreign = *other.Int("x");  // index 1: "small" in `s`
+  EXPECT_THAT(
+      t->Set("k", {{foreign, 5}}),
+      StatusIsWith(absl::StatusCode::kInvalidArgument, "another schema"));
+  EXPECT_THAT(t->Incr("k", foreign, 1),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  Row row;
+  ASSERT_TRUE(*t->Find("k", &row));
+  EXPECT_EQ(row[*s.Int("small")], 0);  // nothing changed
+  EXPECT_EQ(row[foreign], 0);          // reads as zero, not as "small"
+}
+
+TEST(FastApi, StringValuesReferToTheCallersBytesUnlessOwned) {
+  std::string name = "bo";
+  const Value view = name;  // an lvalue: refers to it
+  EXPECT_FALSE(view.owns_string());
+  EXPECT_EQ(view.string_value().data(), name.data());
+  const Value owned = std::string("bo");  // an rvalue: owns it
+  EXPECT_TRUE(owned.owns_string());
+  EXPECT_TRUE(Value::Copy(name).owns_string());
+  EXPECT_EQ(view, owned);
+  EXPECT_FALSE(Value("b") == owned);
+  // A write through a view stores the bytes.
+  absl::StatusOr<Table> t = Table::Create(Sessions(), {.capacity = 4});
+  ASSERT_TRUE(t.ok());
+  ASSERT_TRUE(t->Set("k", {{"user", name}}).ok());
+  name = "changed after the write";
+  EXPECT_EQ(*t->GetColumn("k", "user"), Value("bo"));
+  // Values a Row returns own their bytes: they outlive the Row.
+  Value kept;
+  {
+    absl::StatusOr<Row> row = t->Get("k");
+    ASSERT_TRUE(row.ok());
+    kept = *row->Get("user");
+  }
+  EXPECT_TRUE(kept.owns_string());
+  EXPECT_EQ(kept.string_value(), "bo");
+}
+
+TEST(FastApi, FindManyFindsEachKeyAsFindWould) {
+  absl::StatusOr<Table> t = Table::Create(Sessions(), {.capacity = 256});
+  ASSERT_TRUE(t.ok());
+  const IntColumn hits = *t->schema().Int("hits");
+  for (int i = 0; i < 100; i += 2) {
+    ASSERT_TRUE(t->Set(absl::StrCat("key", i), {{hits, i}}).ok());
+  }
+  std::vector<std::string> names;
+  for (int i = 0; i < 40; ++i) names.push_back(absl::StrCat("key", i));
+  std::vector<absl::string_view> keys(names.begin(), names.end());
+  std::vector<Row> rows(keys.size());
+  std::unique_ptr<bool[]> found(new bool[keys.size()]);
+  ASSERT_TRUE(t->FindMany(keys, absl::MakeSpan(rows),
+                          absl::MakeSpan(found.get(), keys.size()))
+                  .ok());
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(found[i], i % 2 == 0) << i;
+    EXPECT_EQ(rows[i][hits], i % 2 == 0 ? i : 0) << i;
+  }
+  // Bad input: nothing is read.
+  EXPECT_THAT(t->FindMany(keys, absl::MakeSpan(rows).subspan(1),
+                          absl::MakeSpan(found.get(), keys.size())),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  keys[3] = "";
+  EXPECT_THAT(t->FindMany(keys, absl::MakeSpan(rows),
+                          absl::MakeSpan(found.get(), keys.size())),
+              StatusIsWith(absl::StatusCode::kInvalidArgument, "empty key"));
+}
+
+TEST(FastApi, AnEmptyTableRefusesEveryCall) {
+  Table t;
+  EXPECT_FALSE(t.is_open());
+  EXPECT_EQ(t.schema().column_count(), 0);
+  EXPECT_EQ(t.Count(), 0u);
+  EXPECT_THAT(t.Get("k"), StatusIs(absl::StatusCode::kFailedPrecondition));
+  Row row;
+  EXPECT_THAT(t.Find("k", &row),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(t.Set("k", {{"n", 1}}),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(t.Incr("k", "n", 1),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(t.ForEach([](const Row&) { return true; }),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(t.Remove(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  // A member that is opened later, and a moved-from handle.
+  absl::StatusOr<Table> opened = Table::Create(Sessions(), {.capacity = 4});
+  ASSERT_TRUE(opened.ok());
+  t = *std::move(opened);
+  EXPECT_TRUE(t.is_open());
+  ASSERT_TRUE(t.Set("k", {{"hits", 1}}).ok());
+  Table moved = std::move(t);
+  EXPECT_FALSE(t.is_open());  // NOLINT(bugprone-use-after-move)
+  EXPECT_THAT(t.Get("k"), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(*moved.GetColumn("k", "hits"), Value(1));
+}
+
+TEST(FastApi, StatsSayWhichPagesBackTheTable) {
+  absl::StatusOr<Table> t = Table::Create(Sessions(), {.capacity = 1000});
+  ASSERT_TRUE(t.ok());
+  const TableStats st = t->Stats();
+  EXPECT_TRUE(st.page_bytes == 4096 || st.page_bytes == (2u << 20))
+      << st.page_bytes;
+  EXPECT_LE(st.huge_page_bytes, t->segment().size() + (2u << 20));
+}
+
+}  // namespace
+}  // namespace shmkit
