@@ -3,10 +3,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
+#include <sstream>
+#include <string_view>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace shmkit::bench {
@@ -21,10 +30,17 @@ void RatioReporter::ReportRuns(const std::vector<Run>& runs) {
     // A median overrides a single run's figure; the first single run
     // otherwise stands (repetitions each report one).
     if (median || ns_per_op_.count(name) == 0) {
-      const double per_iter = run.GetAdjustedRealTime();  // in run.time_unit
-      const double ns =
-          per_iter * 1e9 / benchmark::GetTimeUnitMultiplier(run.time_unit);
-      ns_per_op_[name] = ns;
+      // A benchmark that measures something other than one iteration (an
+      // aggregate over processes, a cost per key of a batch) reports it as
+      // the counter "ns_per_op".
+      const auto counter = run.counters.find("ns_per_op");
+      if (counter != run.counters.end()) {
+        ns_per_op_[name] = counter->second.value;
+      } else {
+        const double per_iter = run.GetAdjustedRealTime();  // run.time_unit
+        ns_per_op_[name] =
+            per_iter * 1e9 / benchmark::GetTimeUnitMultiplier(run.time_unit);
+      }
     }
   }
   ConsoleReporter::ReportRuns(runs);
@@ -94,6 +110,66 @@ int RunWithRatios(int argc, char** argv, std::vector<Ratio> ratios) {
   reporter.PrintRatios(std::cout);
   benchmark::Shutdown();
   return 0;
+}
+
+namespace {
+
+// What this process may have made and not removed: System V segments it
+// created (their creator pid), semaphore sets and queues created since
+// `since` (their ctime; those record no creator pid), and the benchmarks'
+// own /dev/shm objects (the Boost baselines).
+std::vector<std::string> IpcObjects(int64_t since) {
+  std::vector<std::string> out;
+  const std::string self = std::to_string(getpid());
+  for (const char* kind : {"shm", "sem", "msg"}) {
+    std::ifstream in(absl::StrCat("/proc/sysvipc/", kind));
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::vector<std::string> f;
+      std::istringstream words(line);
+      for (std::string w; words >> w;) f.push_back(w);
+      if (f.size() < 2) continue;
+      bool ours = false;
+      if (std::string_view(kind) == "shm") {
+        ours = f.size() > 4 && f[4] == self;  // cpid
+      } else {
+        // ctime: the last column for sem and msg.
+        int64_t ctime = 0;
+        ours = absl::SimpleAtoi(f.back(), &ctime) && ctime >= since;
+      }
+      if (ours) out.push_back(absl::StrCat(kind, " id ", f[1]));
+    }
+  }
+  std::error_code ec;
+  for (const auto& entry :
+       std::filesystem::directory_iterator("/dev/shm", ec)) {
+    if (absl::StrContains(entry.path().filename().string(), "shmkit-bench")) {
+      out.push_back(entry.path().string());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+LeakCheck::LeakCheck()
+    : since_(static_cast<int64_t>(time(nullptr))),
+      before_(IpcObjects(since_)) {}
+
+bool LeakCheck::Check() const {
+  const std::vector<std::string> after = IpcObjects(since_);
+  std::vector<std::string> left;
+  std::set_difference(after.begin(), after.end(), before_.begin(),
+                      before_.end(), std::back_inserter(left));
+  if (left.empty()) {
+    std::printf("\nleft behind: nothing (System V objects and /dev/shm)\n");
+    return true;
+  }
+  std::fprintf(stderr, "\nleft behind by this run:\n");
+  for (const std::string& o : left) std::fprintf(stderr, "  %s\n", o.c_str());
+  return false;
 }
 
 }  // namespace shmkit::bench

@@ -7,9 +7,11 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -55,6 +57,19 @@ class Contender {
  private:
   Segment flags_;
   pid_t pid_ = -1;
+};
+
+// Records the System V objects and /dev/shm entries of this run that exist
+// when it is made; Check() reports (on stderr) and returns false when the
+// run left new ones behind. Make it first thing in main().
+class LeakCheck {
+ public:
+  LeakCheck();
+  bool Check() const;
+
+ private:
+  int64_t since_;
+  std::vector<std::string> before_;
 };
 
 // Runs the benchmarks given on the command line with a RatioReporter over

@@ -158,7 +158,8 @@ BENCHMARK_CAPTURE(OwnerLockUnlock, 2proc, true);
 
 int main(int argc, char** argv) {
   using shmkit::bench::Ratio;
-  return shmkit::bench::RunWithRatios(
+  const shmkit::bench::LeakCheck leaks;  // everything made is removed
+  const int rc = shmkit::bench::RunWithRatios(
       argc, argv,
       {
           {"AtomicCounterAdd/1proc", "RawFetchAdd/1proc", 1.5},
@@ -168,4 +169,5 @@ int main(int argc, char** argv) {
           {"SemCounterAdd/2proc", "RawSemopPair/2proc", 0},
           {"OwnerLockUnlock/2proc", "RawTasLockUnlock/2proc", 0},
       });
+  return leaks.Check() ? rc : 1;
 }

@@ -197,7 +197,8 @@ BENCHMARK(PoolRespawn)->UseRealTime();
 
 int main(int argc, char** argv) {
   using shmkit::bench::Ratio;
-  return shmkit::bench::RunWithRatios(
+  const shmkit::bench::LeakCheck leaks;  // everything made is removed
+  const int rc = shmkit::bench::RunWithRatios(
       argc, argv,
       {
           {"EventNotifyNoWaiter/kAll", "RawFetchAdd", 0},
@@ -207,4 +208,5 @@ int main(int argc, char** argv) {
           {"PoolCollect/real_time", "RawSocketpairFrames/real_time", 0},
           {"PoolRespawn/real_time", "RawForkWaitpid/real_time", 0},
       });
+  return leaks.Check() ? rc : 1;
 }

@@ -360,6 +360,7 @@ BENCHMARK_CAPTURE(RingRoundTripPinned, futex, std::string("0"))->UseRealTime();
 
 int main(int argc, char** argv) {
   using shmkit::bench::Ratio;
+  const shmkit::bench::LeakCheck leaks;  // everything made is removed
   std::vector<Ratio> ratios;
   // Names as Google Benchmark prints them (UseRealTime adds /real_time).
   auto name = [](const std::string& base, int bytes) {
@@ -394,5 +395,6 @@ int main(int argc, char** argv) {
   }
   ratios.push_back({"RingRoundTripPinned/spin/real_time",
                     "RingRoundTripPinned/futex/real_time", 2.0});
-  return shmkit::bench::RunWithRatios(argc, argv, std::move(ratios));
+  const int rc = shmkit::bench::RunWithRatios(argc, argv, std::move(ratios));
+  return leaks.Check() ? rc : 1;
 }

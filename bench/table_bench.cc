@@ -22,17 +22,11 @@
 #include "absl/strings/str_format.h"
 #include "bench_util.h"
 #include "benchmark/benchmark.h"
+#include "boost_w.h"
 #include "shmkit/ipc/internal/deadline.h"
 #include "shmkit/ipc/segment.h"
 #include "shmkit/table/table.h"
-
-#if SHMKIT_HAVE_BOOST
-#include <boost/interprocess/allocators/allocator.hpp>
-#include <boost/interprocess/managed_shared_memory.hpp>
-#include <boost/interprocess/sync/interprocess_mutex.hpp>
-#include <boost/interprocess/sync/scoped_lock.hpp>
-#include <boost/unordered_map.hpp>
-#endif
+#include "table_user_bench.h"
 
 namespace shmkit::bench {
 namespace {
@@ -115,10 +109,14 @@ const std::vector<FieldValue>& RowValues() {
   return *values;
 }
 
+std::map<int, std::unique_ptr<Table>>* FilledTables() {
+  static auto* tables = new std::map<int, std::unique_ptr<Table>>;
+  return tables;
+}
+
 // Workload W: a table filled to `load` of its capacity.
 Table& FilledTable(double load) {
-  static std::map<int, std::unique_ptr<Table>>* tables =
-      new std::map<int, std::unique_ptr<Table>>;
+  std::map<int, std::unique_ptr<Table>>* tables = FilledTables();
   const int percent = static_cast<int>(load * 100 + 0.5);
   auto it = tables->find(percent);
   if (it != tables->end()) return *it->second;
@@ -338,106 +336,73 @@ BENCHMARK_CAPTURE(RawTasAdd, 2proc, true);
 
 // ---- Boost.Interprocess ------------------------------------------------
 
-#if SHMKIT_HAVE_BOOST
-namespace bip = boost::interprocess;
-
-struct Key16 {
-  char b[kKeyBytes];
-  friend bool operator==(const Key16& x, const Key16& y) {
-    return std::memcmp(x.b, y.b, kKeyBytes) == 0;
-  }
-};
-struct Key16Hash {
-  size_t operator()(const Key16& k) const {
-    return std::hash<std::string_view>()(std::string_view(k.b, kKeyBytes));
-  }
-};
-struct BoostRow {
-  int64_t n;
-  double x;
-  uint32_t len;
-  char s[64];
-};
-using Manager = bip::managed_shared_memory::segment_manager;
-using MapAlloc = bip::allocator<std::pair<const Key16, BoostRow>, Manager>;
-using BoostMap = boost::unordered_map<Key16, BoostRow, Key16Hash,
-                                      std::equal_to<Key16>, MapAlloc>;
-
-struct BoostTable {
-  std::string name = absl::StrFormat("shmkit-bench-boost-%d", getpid());
-  std::unique_ptr<bip::managed_shared_memory> shm;
-  BoostMap* map = nullptr;
-  bip::interprocess_mutex* mutex = nullptr;
-  BoostTable() {
-    bip::shared_memory_object::remove(name.c_str());
-    shm = std::make_unique<bip::managed_shared_memory>(
-        bip::create_only, name.c_str(), size_t{512} << 20);
-    mutex = shm->construct<bip::interprocess_mutex>("mutex")();
-    map = shm->construct<BoostMap>("map")(
-        kCapacity, Key16Hash(), std::equal_to<Key16>(),
-        shm->get_allocator<std::pair<const Key16, BoostRow>>());
+std::unique_ptr<BoostW>& BoostSlotImpl() {
+  static auto* slot = new std::unique_ptr<BoostW>;
+  return *slot;
+}
+BoostW& Boost() {
+  std::unique_ptr<BoostW>& b = BoostSlotImpl();
+  if (!b) {
+    b = std::make_unique<BoostW>(kCapacity, size_t{512} << 20);
     BoostRow row{7, 2.5, 48, {}};
     std::memset(row.s, 'v', 48);
-    for (uint64_t i = 0; i < kKeys; ++i) {
-      Key16 k;
-      std::memcpy(k.b, PresentKeys()[i].data(), kKeyBytes);
-      map->emplace(k, row);
-    }
+    for (uint64_t i = 0; i < kKeys; ++i) b->Set(PresentKeys()[i], row);
   }
-  ~BoostTable() {
-    shm.reset();
-    bip::shared_memory_object::remove(name.c_str());
-  }
-  bool Get(absl::string_view key, BoostRow* out) {
-    Key16 k;
-    std::memcpy(k.b, key.data(), kKeyBytes);
-    bip::scoped_lock<bip::interprocess_mutex> lock(*mutex);
-    auto it = map->find(k);
-    if (it == map->end()) return false;
-    *out = it->second;
-    return true;
-  }
-};
-
-BoostTable& Boost() {
-  static BoostTable* table = new BoostTable();
-  return *table;
+  return *b;
 }
 
 void BM_Boost_GetHit(benchmark::State& state) {
-  BoostTable& b = Boost();
+  BoostW& b = Boost();
   BoostRow row;
   uint64_t i = 0;
   const KeyStream stream(PresentKeys(), Pattern(kKeys, 2));
   for (auto _ : state) benchmark::DoNotOptimize(b.Get(stream[i++], &row));
 }
 BENCHMARK(BM_Boost_GetHit);
-#endif
 
 }  // namespace
+
+void ReleaseTables() { FilledTables()->clear(); }
+std::unique_ptr<BoostW>& BoostSlot() { return BoostSlotImpl(); }
+
 }  // namespace shmkit::bench
 
 int main(int argc, char** argv) {
   using shmkit::bench::Ratio;
-  const absl::StatusOr<shmkit::TablePlan> plan = shmkit::Table::Plan(
-      shmkit::bench::W(), {.capacity = shmkit::bench::kCapacity});
-  std::printf(
-      "Workload W: capacity %llu, %llu keys; segment %llu bytes, %.1f bytes "
-      "per "
-      "row (target <= 120)\n",
-      static_cast<unsigned long long>(shmkit::bench::kCapacity),
-      static_cast<unsigned long long>(shmkit::bench::kKeys),
-      static_cast<unsigned long long>(plan->total_bytes), plan->bytes_per_row);
-  const int rc = shmkit::bench::RunWithRatios(
-      argc, argv,
-      {
-          {"BM_Table_GetHit/50", "BM_Floor_LockedCopy", 3.0},
-          {"BM_Table_GetHit/50", "BM_Boost_GetHit", 3.0, /*inverse=*/true},
-          {"HotKeyIncr/2proc", "RawTasAdd/2proc", 3.0},
-          {"HotKeyIncr/1proc", "RawTasAdd/1proc", 0},
-          {"BM_Table_GetMiss", "BM_Floor_LockedCopy", 0},
-          {"BM_Table_Incr", "BM_Floor_LockedCopy", 0},
-          {"BM_Table_SetUpdate", "BM_Floor_LockedCopy", 0},
-      });
-  return rc;
+  const shmkit::bench::LeakCheck leaks;
+  for (uint32_t max_key : {16u, 64u}) {
+    const shmkit::Schema w = *shmkit::Schema::Builder()
+                                  .Int("n")
+                                  .Float("x")
+                                  .String("s", 64)
+                                  .MaxKeyBytes(max_key)
+                                  .Build();
+    for (uint64_t capacity : {uint64_t{1'000'000}, uint64_t{1} << 20}) {
+      const absl::StatusOr<shmkit::TablePlan> plan =
+          shmkit::Table::Plan(w, {.capacity = capacity});
+      std::printf(
+          "Workload W, MaxKeyBytes(%u), capacity %llu: segment %llu bytes, "
+          "%.1f bytes per row%s\n",
+          max_key, static_cast<unsigned long long>(capacity),
+          static_cast<unsigned long long>(plan->total_bytes),
+          plan->bytes_per_row, max_key == 16 ? " (target <= 120)" : "");
+    }
+  }
+  shmkit::bench::SetUpUserBenchmarks();
+  std::vector<Ratio> ratios = {
+      {"BM_Table_GetHit/50", "BM_Floor_LockedCopy", 3.0},
+      {"BM_Table_GetHit/50", "BM_Boost_GetHit", 3.0, /*inverse=*/true},
+      {"HotKeyIncr/2proc", "RawTasAdd/2proc", 3.0},
+      {"HotKeyIncr/1proc", "RawTasAdd/1proc", 0},
+      {"BM_Table_GetMiss", "BM_Floor_LockedCopy", 0},
+      {"BM_Table_Incr", "BM_Floor_LockedCopy", 0},
+      {"BM_Table_SetUpdate", "BM_Floor_LockedCopy", 0},
+  };
+  for (Ratio& r : shmkit::bench::UserRatios()) ratios.push_back(std::move(r));
+  const int rc = shmkit::bench::RunWithRatios(argc, argv, ratios);
+  // Every benchmark removes what it made, checked like the tests are.
+  shmkit::bench::BoostSlot().reset();
+  shmkit::bench::ReleaseTables();
+  shmkit::bench::ReleaseUserFixtures();
+  return leaks.Check() ? rc : 1;
 }

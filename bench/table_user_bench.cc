@@ -1,0 +1,493 @@
+// Workload W the way a server uses the table (issue 12), every figure beside
+// the Boost map doing exactly the same in the same run.
+//
+// The server holds keys it did not generate: std::strings (16 bytes, so on
+// the heap: libstdc++ keeps at most 15 inline) in an array, looked up in a
+// random permutation, each hit read as a whole row (all three columns) or as
+// one column. Table: capacity 2^20, 500,000 keys, int64 + double +
+// string(64), MaxKeyBytes(16); written and read only through what the README
+// shows (typed handles, Find + Row::operator[], Set with string_views).
+//
+// Huge pages: the table is measured on 4 KiB pages (HugePages::kNo) and with
+// transparent huge pages (the default) when the host grants them; as root,
+// main() turns /sys/kernel/mm/transparent_hugepage/shmem_enabled from
+// `never` to `advise` for the run and puts it back (saying so). The Boost
+// map lives in /dev/shm, whose mount does not use huge pages.
+#include "table_user_bench.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "bench_util.h"
+#include "benchmark/benchmark.h"
+#include "boost_w.h"
+#include "shmkit/ipc/internal/cpu_relax.h"
+#include "shmkit/ipc/internal/deadline.h"
+#include "shmkit/ipc/segment.h"
+#include "shmkit/table/table.h"
+
+namespace shmkit::bench {
+namespace {
+
+constexpr uint64_t kCapacity = uint64_t{1} << 20;
+constexpr uint32_t kKeys = 500'000;
+constexpr char kThpKnob[] = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
+
+struct UserKeys {
+  std::vector<std::string> present;  // in the table
+  std::vector<std::string> absent;   // not in the 500,000-key tables
+  std::vector<uint32_t> order;       // a random permutation of [0, kKeys)
+};
+
+const UserKeys& Keys() {
+  static const UserKeys* keys = [] {
+    auto* k = new UserKeys;
+    std::mt19937_64 rng(12);
+    auto key = [&] {
+      // Printable, 16 bytes, no structure the hash could be kind to.
+      return absl::StrFormat("u:%014x", rng() & ((uint64_t{1} << 56) - 1));
+    };
+    for (uint32_t i = 0; i < kKeys; ++i) k->present.push_back(key());
+    // Enough to fill a table to capacity past the present keys, and then
+    // as many again that were never inserted anywhere.
+    for (uint64_t i = 0; i < kCapacity; ++i) k->absent.push_back(key());
+    k->order.resize(kKeys);
+    for (uint32_t i = 0; i < kKeys; ++i) k->order[i] = i;
+    std::shuffle(k->order.begin(), k->order.end(), rng);
+    return k;
+  }();
+  return *keys;
+}
+
+const std::string& Payload() {
+  static const std::string* payload = new std::string(48, 'v');
+  return *payload;
+}
+
+// The table as the README builds it.
+struct ShmkitW {
+  Table table;
+  IntColumn n;
+  FloatColumn x;
+  StringColumn s;
+};
+
+Schema WSchema() {
+  return *Schema::Builder()
+              .Int("n")
+              .Float("x")
+              .String("s", 64)
+              .MaxKeyBytes(16)
+              .Build();
+}
+
+std::unique_ptr<ShmkitW> MakeShmkit(HugePages pages, uint64_t fill) {
+  auto w = std::make_unique<ShmkitW>();
+  const Schema schema = WSchema();
+  w->table =
+      *Table::Create(schema, {.capacity = kCapacity, .huge_pages = pages});
+  w->n = *schema.Int("n");
+  w->x = *schema.Float("x");
+  w->s = *schema.String("s");
+  const std::string& payload = Payload();
+  for (uint64_t i = 0; i < fill; ++i) {
+    const std::string& key =
+        i < kKeys ? Keys().present[i] : Keys().absent[i - kKeys];
+    (void)w->table.Set(key, {{w->n, 7}, {w->x, 2.5}, {w->s, payload}});
+  }
+  return w;
+}
+
+// Fixtures live until ReleaseUserFixtures() (end of main), so the segments
+// they own are removed before the process exits.
+struct Fixtures {
+  std::unique_ptr<ShmkitW> small_pages;  // W on 4 KiB pages
+  std::unique_ptr<ShmkitW> huge_pages;   // W with transparent huge pages
+  std::unique_ptr<ShmkitW> full;         // capacity rows, for rejected inserts
+  std::unique_ptr<BoostW> boost;
+};
+Fixtures& F() {
+  static Fixtures* f = new Fixtures;
+  return *f;
+}
+
+bool huge_pages_available = false;
+
+ShmkitW& Shmkit(bool huge) {
+  std::unique_ptr<ShmkitW>& slot = huge ? F().huge_pages : F().small_pages;
+  if (!slot) {
+    slot = MakeShmkit(huge ? HugePages::kTransparent : HugePages::kNo, kKeys);
+  }
+  return *slot;
+}
+
+BoostW& Boost() {
+  if (!F().boost) {
+    F().boost = std::make_unique<BoostW>(kCapacity, size_t{512} << 20);
+    BoostRow row{7, 2.5, 48, {}};
+    std::memset(row.s, 'v', 48);
+    for (const std::string& k : Keys().present) F().boost->Set(k, row);
+  }
+  return *F().boost;
+}
+
+const std::string& NextKey(uint64_t i) {
+  const UserKeys& k = Keys();
+  return k.present[k.order[i % kKeys]];
+}
+
+bool SkipWithoutHuge(benchmark::State& state, bool huge) {
+  if (huge && !huge_pages_available) {
+    state.SkipWithError("no transparent huge pages on this host");
+    return true;
+  }
+  return false;
+}
+
+// ---- whole-row and one-column reads ----------------------------------
+
+void UserGetRow_Shmkit(benchmark::State& state) {
+  const bool huge = state.range(0) != 0;
+  if (SkipWithoutHuge(state, huge)) return;
+  ShmkitW& w = Shmkit(huge);
+  Row row;
+  int64_t sum = 0;
+  uint64_t i = 0;
+  for (auto _ : state) {
+    absl::StatusOr<bool> found = w.table.Find(NextKey(i++), &row);
+    if (found.ok() && *found) {
+      sum += row[w.n] + static_cast<int64_t>(row[w.x]) +
+             static_cast<int64_t>(row[w.s].size());
+    }
+  }
+  benchmark::DoNotOptimize(sum);
+  state.counters["page_bytes"] =
+      static_cast<double>(w.table.Stats().page_bytes);
+}
+BENCHMARK(UserGetRow_Shmkit)->ArgName("huge")->Arg(0)->Arg(1);
+
+void UserGetRow_Boost(benchmark::State& state) {
+  BoostW& b = Boost();
+  BoostRow row;
+  int64_t sum = 0;
+  uint64_t i = 0;
+  for (auto _ : state) {
+    if (b.Get(NextKey(i++), &row)) {
+      sum += row.n + static_cast<int64_t>(row.x) + row.len;
+    }
+  }
+  benchmark::DoNotOptimize(sum);
+}
+BENCHMARK(UserGetRow_Boost);
+
+void UserGetColumn_Shmkit(benchmark::State& state) {
+  ShmkitW& w = Shmkit(false);
+  int64_t sum = 0;
+  uint64_t i = 0;
+  for (auto _ : state) {
+    absl::StatusOr<Value> v = w.table.GetColumn(NextKey(i++), w.n);
+    if (v.ok()) sum += v->int_value();
+  }
+  benchmark::DoNotOptimize(sum);
+}
+BENCHMARK(UserGetColumn_Shmkit);
+
+void UserGetColumn_Boost(benchmark::State& state) {
+  BoostW& b = Boost();
+  int64_t sum = 0, n = 0;
+  uint64_t i = 0;
+  for (auto _ : state) {
+    if (b.GetN(NextKey(i++), &n)) sum += n;
+  }
+  benchmark::DoNotOptimize(sum);
+}
+BENCHMARK(UserGetColumn_Boost);
+
+// ---- random increments -----------------------------------------------
+
+void UserIncr_Shmkit(benchmark::State& state) {
+  ShmkitW& w = Shmkit(false);
+  uint64_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(w.table.Incr(NextKey(i++), w.n, 1));
+  }
+}
+BENCHMARK(UserIncr_Shmkit);
+
+void UserIncr_Boost(benchmark::State& state) {
+  BoostW& b = Boost();
+  uint64_t i = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(b.Incr(NextKey(i++), 1));
+}
+BENCHMARK(UserIncr_Boost);
+
+// ---- batches -----------------------------------------------------------
+
+constexpr size_t kBatch = 16;
+
+// Per key: 16 keys a request needs, one FindMany.
+void UserFindMany16_Shmkit(benchmark::State& state) {
+  ShmkitW& w = Shmkit(false);
+  std::vector<absl::string_view> keys(kBatch);
+  std::vector<Row> rows(kBatch);
+  bool found[kBatch];
+  int64_t sum = 0;
+  uint64_t i = 0;
+  for (auto _ : state) {
+    for (size_t k = 0; k < kBatch; ++k) keys[k] = NextKey(i++);
+    if (w.table.FindMany(keys, absl::MakeSpan(rows), found).ok()) {
+      for (size_t k = 0; k < kBatch; ++k) {
+        if (found[k]) sum += rows[k][w.n];
+      }
+    }
+  }
+  benchmark::DoNotOptimize(sum);
+  state.counters["ns_per_op"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * kBatch) / 1e9,
+      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(UserFindMany16_Shmkit);
+
+// Per key: the same 16 keys, one Find each.
+void UserFind16Singles_Shmkit(benchmark::State& state) {
+  ShmkitW& w = Shmkit(false);
+  std::vector<Row> rows(kBatch);
+  int64_t sum = 0;
+  uint64_t i = 0;
+  for (auto _ : state) {
+    for (size_t k = 0; k < kBatch; ++k) {
+      absl::StatusOr<bool> found = w.table.Find(NextKey(i++), &rows[k]);
+      if (found.ok() && *found) sum += rows[k][w.n];
+    }
+  }
+  benchmark::DoNotOptimize(sum);
+  state.counters["ns_per_op"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * kBatch) / 1e9,
+      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(UserFind16Singles_Shmkit);
+
+// ---- two processes -------------------------------------------------------
+
+// Runs `op(i)` in this process and in a forked one at once; reports the
+// aggregate ns per op over both (wall time of the measured loop / ops both
+// did in it).
+template <typename Op>
+void TwoProcesses(benchmark::State& state, Op op) {
+  Segment shared = *Segment::Create({.bytes = 4096});
+  auto* go = static_cast<std::atomic<int64_t>*>(shared.data());
+  auto* child_ops = go + 8;  // own cache line
+  go->store(0);
+  child_ops->store(0);
+  Contender other([&](const std::atomic<bool>& stop) {
+    uint64_t i = 7919, counted = 0;
+    while (!stop.load(std::memory_order_relaxed)) {
+      op(i++);
+      if (go->load(std::memory_order_relaxed) == 1) ++counted;
+      if ((i & 1023) == 0) child_ops->store(static_cast<int64_t>(counted));
+    }
+    child_ops->store(static_cast<int64_t>(counted));
+  });
+  uint64_t i = 0;
+  const int64_t t0 = internal::MonotonicNanos();
+  go->store(1);
+  for (auto _ : state) op(i++);
+  go->store(2);
+  const int64_t elapsed = internal::MonotonicNanos() - t0;
+  other.Stop();
+  const double total = static_cast<double>(state.iterations()) +
+                       static_cast<double>(child_ops->load());
+  state.counters["ns_per_op"] = static_cast<double>(elapsed) / total;
+  state.counters["other_process_ops"] = static_cast<double>(child_ops->load());
+}
+
+void UserMixed90_10_2proc_Shmkit(benchmark::State& state) {
+  ShmkitW& w = Shmkit(false);
+  Row row;
+  const std::string& payload = Payload();
+  TwoProcesses(state, [&](uint64_t i) {
+    const std::string& key = NextKey(i);
+    if (i % 10 == 9) {
+      benchmark::DoNotOptimize(
+          w.table.Set(key, {{w.n, 9}, {w.x, 0.5}, {w.s, payload}}));
+    } else {
+      absl::StatusOr<bool> found = w.table.Find(key, &row);
+      if (found.ok() && *found) benchmark::DoNotOptimize(row[w.n]);
+    }
+  });
+}
+BENCHMARK(UserMixed90_10_2proc_Shmkit)->MinTime(1.0);
+
+void UserMixed90_10_2proc_Boost(benchmark::State& state) {
+  BoostW& b = Boost();
+  BoostRow fresh{9, 0.5, 48, {}};
+  std::memset(fresh.s, 'v', 48);
+  TwoProcesses(state, [&](uint64_t i) {
+    const std::string& key = NextKey(i);
+    BoostRow row;
+    if (i % 10 == 9) {
+      b.Set(key, fresh);
+    } else if (b.Get(key, &row)) {
+      benchmark::DoNotOptimize(row.n);
+    }
+  });
+}
+BENCHMARK(UserMixed90_10_2proc_Boost)->MinTime(1.0);
+
+// One key incremented by two processes.
+void UserHotIncr_2proc_Shmkit(benchmark::State& state) {
+  const Schema schema = WSchema();
+  Table t = *Table::Create(schema, {.capacity = 1024});
+  const IntColumn n = *schema.Int("n");
+  (void)t.Set("hot-key-0000000", {{n, 0}});
+  TwoProcesses(state, [&](uint64_t) {
+    benchmark::DoNotOptimize(t.Incr("hot-key-0000000", n, 1));
+  });
+}
+BENCHMARK(UserHotIncr_2proc_Shmkit)->MinTime(1.0);
+
+void UserHotIncr_2proc_Boost(benchmark::State& state) {
+  BoostW b(1024, size_t{1} << 20);
+  b.Set("hot-key-0000000", BoostRow{});
+  TwoProcesses(state, [&](uint64_t) {
+    benchmark::DoNotOptimize(b.Incr("hot-key-0000000", 1));
+  });
+}
+BENCHMARK(UserHotIncr_2proc_Boost)->MinTime(1.0);
+
+// The floor: a test-and-set lock around a plain add, two processes.
+void UserHotIncr_2proc_RawTasAdd(benchmark::State& state) {
+  Segment s = *Segment::Create({.bytes = 4096});
+  std::atomic_ref<uint64_t> lock(*static_cast<uint64_t*>(s.data()));
+  volatile int64_t* value = static_cast<int64_t*>(s.data()) + 1;
+  TwoProcesses(state, [&](uint64_t) {
+    while (lock.exchange(1, std::memory_order_acquire) != 0) {
+      while (lock.load(std::memory_order_relaxed) != 0) internal::CpuRelax();
+    }
+    *value = *value + 1;
+    lock.store(0, std::memory_order_release);
+  });
+}
+BENCHMARK(UserHotIncr_2proc_RawTasAdd)->MinTime(1.0);
+
+// ---- inserts: accepted and refused -----------------------------------
+
+// Inserts the 500,000 absent keys into the 4 KiB-page table (which holds the
+// present ones), in random order; per op.
+void UserInsert_Shmkit(benchmark::State& state) {
+  const Schema schema = WSchema();
+  const IntColumn n = *schema.Int("n");
+  std::optional<Table> t;
+  uint64_t i = 0;
+  for (auto _ : state) {
+    if (i % kKeys == 0) {
+      state.PauseTiming();
+      t.reset();
+      t = *Table::Create(schema,
+                         {.capacity = kCapacity, .huge_pages = HugePages::kNo});
+      state.ResumeTiming();
+    }
+    const UserKeys& k = Keys();
+    benchmark::DoNotOptimize(t->Add(k.absent[k.order[i % kKeys]], {{n, 1}}));
+    ++i;
+  }
+}
+BENCHMARK(UserInsert_Shmkit)->Iterations(kKeys);
+
+// The same inserts into a full table: each one is refused.
+void UserInsertFull_Shmkit(benchmark::State& state) {
+  if (!F().full) F().full = MakeShmkit(HugePages::kNo, kCapacity);
+  ShmkitW& w = *F().full;
+  const UserKeys& k = Keys();
+  uint64_t i = 0, refused = 0;
+  for (auto _ : state) {
+    // Keys past those that filled it: never present.
+    const std::string& key = k.absent[kCapacity - kKeys + k.order[i++ % kKeys]];
+    refused += absl::IsResourceExhausted(w.table.Add(key, {{w.n, 1}}));
+  }
+  if (refused != static_cast<uint64_t>(state.iterations())) {
+    state.SkipWithError("an insert into the full table was not refused");
+  }
+}
+BENCHMARK(UserInsertFull_Shmkit);
+
+}  // namespace
+
+void SetUpUserBenchmarks() {
+  // Transparent huge pages for shared memory: the host's choice. As root,
+  // allow them for this run when the knob says never, and say so.
+  std::string mode;
+  {
+    std::ifstream knob(kThpKnob);
+    std::getline(knob, mode);
+  }
+  const bool allowed = mode.find("[never]") == std::string::npos &&
+                       mode.find("[deny]") == std::string::npos &&
+                       !mode.empty();
+  huge_pages_available = allowed;
+  if (!allowed && !mode.empty() && geteuid() == 0) {
+    std::ofstream knob(kThpKnob);
+    knob << "advise";
+    knob.close();
+    if (knob) {
+      huge_pages_available = true;
+      std::printf(
+          "transparent huge pages for shared memory were off (%s): set to "
+          "`advise` for this run; restored at exit\n",
+          mode.c_str());
+      static const std::string* before = new std::string(mode);
+      std::atexit([] {
+        // The knob prints its choices with the current one in brackets.
+        const size_t open = before->find('['), close = before->find(']');
+        if (open == std::string::npos || close == std::string::npos) return;
+        std::ofstream restore(kThpKnob);
+        restore << before->substr(open + 1, close - open - 1);
+      });
+    }
+  }
+  if (!huge_pages_available) {
+    std::printf(
+        "transparent huge pages for shared memory are off (%s) and cannot be "
+        "turned on here: the huge-page figures are skipped\n",
+        mode.c_str());
+  }
+}
+
+void ReleaseUserFixtures() {
+  F().small_pages.reset();
+  F().huge_pages.reset();
+  F().full.reset();
+  F().boost.reset();
+}
+
+std::vector<Ratio> UserRatios() {
+  return {
+      {"UserGetRow_Shmkit/huge:0", "UserGetRow_Boost", 2.0, /*inverse=*/true},
+      {"UserGetRow_Shmkit/huge:1", "UserGetRow_Boost", 3.0, /*inverse=*/true},
+      {"UserGetColumn_Shmkit", "UserGetColumn_Boost", 0, /*inverse=*/true},
+      {"UserIncr_Shmkit", "UserIncr_Boost", 2.0, /*inverse=*/true},
+      {"UserMixed90_10_2proc_Shmkit/min_time:1.000",
+       "UserMixed90_10_2proc_Boost/min_time:1.000", 4.0, /*inverse=*/true},
+      {"UserHotIncr_2proc_Shmkit/min_time:1.000",
+       "UserHotIncr_2proc_RawTasAdd/min_time:1.000", 2.0},
+      {"UserHotIncr_2proc_Shmkit/min_time:1.000",
+       "UserHotIncr_2proc_Boost/min_time:1.000", 1.0},
+      {"UserFindMany16_Shmkit", "UserFind16Singles_Shmkit", 0.4},
+      {"UserInsertFull_Shmkit", "UserInsert_Shmkit/iterations:500000", 1.0},
+  };
+}
+
+}  // namespace shmkit::bench
