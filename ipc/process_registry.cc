@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <type_traits>
 #include <utility>
@@ -39,6 +40,7 @@ struct ClaimRecord {
 struct HandleRecord {
   RegistryHeader* header;
   std::vector<ClaimRecord> claims;
+  std::function<void()> on_marked_dead;  // see OnMarkedDead
 };
 struct Globals {
   std::mutex mu;
@@ -179,7 +181,7 @@ ProcessRegistry::ProcessRegistry(RegistryHeader* header, uint32_t slot_count,
   Globals& g = G();
   std::lock_guard<std::mutex> lock(g.mu);
   handle_id_ = g.next_handle++;
-  g.handles[handle_id_] = HandleRecord{header, {}};
+  g.handles[handle_id_] = HandleRecord{header, {}, {}};
 }
 
 ProcessRegistry::ProcessRegistry(ProcessRegistry&& other) noexcept
@@ -357,20 +359,33 @@ int ProcessRegistry::MarkDead(pid_t pid, uint64_t start_time) {
 }
 
 int ProcessRegistry::MarkDeadInAllOpen(pid_t pid, uint64_t start_time) {
-  std::vector<RegistryHeader*> headers;
+  std::vector<std::pair<RegistryHeader*, std::function<void()>>> open;
   {
     Globals& g = G();
     std::lock_guard<std::mutex> lock(g.mu);
-    for (const auto& [id, record] : g.handles) headers.push_back(record.header);
+    for (const auto& [id, record] : g.handles) {
+      open.emplace_back(record.header, record.on_marked_dead);
+    }
   }
   // Two handles may map the same registry (at different addresses); marking
   // twice is harmless: the second finds the slots already dead.
   int marked = 0;
-  for (RegistryHeader* h : headers) {
+  for (auto& [h, on_marked_dead] : open) {
     ProcessRegistry view(h, h->slot_count, h->extra_stride, /*untracked=*/true);
-    marked += view.MarkDead(pid, start_time);
+    const int here = view.MarkDead(pid, start_time);
+    marked += here;
+    // Outside the mutex: the owner's recovery may claim this thread's slot.
+    if (here > 0 && on_marked_dead) on_marked_dead();
   }
   return marked;
+}
+
+void ProcessRegistry::OnMarkedDead(std::function<void()> fn) {
+  if (handle_id_ == 0) return;
+  Globals& g = G();
+  std::lock_guard<std::mutex> lock(g.mu);
+  auto it = g.handles.find(handle_id_);
+  if (it != g.handles.end()) it->second.on_marked_dead = std::move(fn);
 }
 
 absl::Span<std::byte> ProcessRegistry::Extra(uint32_t slot) const {

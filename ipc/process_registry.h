@@ -29,6 +29,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -144,6 +145,12 @@ class ProcessRegistry {
   // a child, so locks the child held are recoverable at once. Returns the
   // number of slots marked.
   static int MarkDeadInAllOpen(pid_t pid, uint64_t start_time);
+  // What the owner of this handle (a table, say) does when MarkDeadInAllOpen
+  // marks slots of its registry dead: typically, recover what the dead
+  // process left, at once. Called on the thread that calls
+  // MarkDeadInAllOpen, without locks held; that thread must not be closing
+  // the owner meanwhile. Replaces any earlier one; inherited across fork.
+  void OnMarkedDead(std::function<void()> fn);
 
   // The per-slot user area and pin word.
   absl::Span<std::byte> Extra(uint32_t slot) const;

@@ -224,6 +224,16 @@ absl::StatusOr<std::unique_ptr<TableCore>> TableCore::Open(
 }
 
 void TableCore::Bind(const SegmentPlan& plan) {
+  if (!read_only_) {
+    // A supervisor that reaps a worker (ProcessRegistry::MarkDeadInAllOpen)
+    // finishes what the worker left in this table at once, so Count() and
+    // iteration agree without waiting for someone to touch its bucket.
+    registry_.OnMarkedDead([this] {
+      if (absl::StatusOr<OwnerToken> me = registry_.Self(); me.ok()) {
+        RecoverCrashedWriters(*me);
+      }
+    });
+  }
   // From the validated plan only: geometry is never re-read from shared
   // memory, where another process could change it.
   std::byte* base = static_cast<std::byte*>(segment_.data());
