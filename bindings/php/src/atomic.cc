@@ -1,0 +1,408 @@
+// Shmkit\Atomic: shmkit::AtomicCounter with Swoole\Atomic's methods.
+//
+//   $hits = new Shmkit\Atomic();            // anonymous: shared through fork
+//   $hits = new Shmkit\Atomic(0, 'hits');   // named: created or attached
+//   $hits->add(1);
+//
+// Values are 64-bit (Swoole\Atomic is 32-bit unsigned, Swoole\Atomic\Long
+// 64-bit without wait/wakeup); the range is +-2^62 and leaving it throws
+// OutOfRangeException instead of wrapping. wait()/wakeup() keep Swoole's
+// meaning: wakeup() turns 0 into 1 and wakes waiters; wait() turns 1 back
+// into 0, or waits (on a shared futex, no polling) until a wakeup does.
+#include <sys/ipc.h>
+#include <sys/shm.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "shmkit/ipc/atomic_counter.h"
+#include "shmkit_php.h"
+
+namespace shmkit::php {
+namespace {
+
+zend_class_entry* atomic_ce = nullptr;
+zend_object_handlers atomic_handlers;
+
+struct NamedAtomic {
+  std::shared_ptr<AtomicCounter> counter;
+  int shmid = -1;
+};
+absl::flat_hash_map<key_t, NamedAtomic>* named_atomics = nullptr;
+
+struct AtomicState {
+  std::shared_ptr<AtomicCounter> counter;
+  std::optional<IpcKey> key;
+};
+
+struct AtomicObject {
+  AtomicState* state;
+  zend_object std;
+};
+
+zend_object* CreateAtomicObject(zend_class_entry* ce) {
+  auto* obj = static_cast<AtomicObject*>(
+      zend_object_alloc(sizeof(AtomicObject), ce));
+  obj->state = new AtomicState();
+  zend_object_std_init(&obj->std, ce);
+  object_properties_init(&obj->std, ce);
+  obj->std.handlers = &atomic_handlers;
+  return &obj->std;
+}
+
+void FreeAtomicObject(zend_object* object) {
+  AtomicObject* obj = FromZendObject<AtomicObject>(object);
+  delete obj->state;
+  obj->state = nullptr;
+  zend_object_std_dtor(object);
+}
+
+AtomicState& StateOf(zval* self) {
+  return *FromZendObject<AtomicObject>(Z_OBJ_P(self))->state;
+}
+
+AtomicCounter* Counter(zval* self) {
+  AtomicState& s = StateOf(self);
+  if (s.counter == nullptr) {
+    ThrowStatus(absl::FailedPreconditionError(
+        "the atomic is not open (it was destroyed)"));
+    return nullptr;
+  }
+  return s.counter.get();
+}
+
+absl::StatusOr<std::shared_ptr<AtomicCounter>> OpenNamed(IpcKey key,
+                                                         int64_t initial) {
+  if (named_atomics == nullptr) {
+    named_atomics = new absl::flat_hash_map<key_t, NamedAtomic>();
+  }
+  auto it = named_atomics->find(key.value());
+  if (it != named_atomics->end()) {
+    if (shmget(key.value(), 0, 0) == it->second.shmid) {
+      return it->second.counter;
+    }
+    named_atomics->erase(it);
+  }
+  absl::Status last;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    CounterOptions options;
+    options.key = key;
+    options.initial_value = initial;
+    absl::StatusOr<AtomicCounter> c = AtomicCounter::Create(options);
+    if (!c.ok() && absl::IsAlreadyExists(c.status())) {
+      c = AtomicCounter::Attach(key);
+      if (!c.ok() && absl::IsNotFound(c.status())) {
+        last = c.status();
+        continue;
+      }
+    }
+    if (!c.ok()) return c.status();
+    auto shared = std::make_shared<AtomicCounter>(*std::move(c));
+    (*named_atomics)[key.value()] =
+        NamedAtomic{shared, shared->segment().id()};
+    return shared;
+  }
+  return last;
+}
+
+// Returns the value or throws; for StatusOr<int64_t> results.
+#define SHMKIT_RETURN_LONG_OR_THROW(expr)   \
+  do {                                      \
+    absl::StatusOr<int64_t> v_ = (expr);    \
+    if (!v_.ok()) {                         \
+      ThrowStatus(v_.status());             \
+      RETURN_THROWS();                      \
+    }                                       \
+    RETURN_LONG(static_cast<zend_long>(*v_)); \
+  } while (0)
+
+PHP_METHOD(ShmkitAtomic, __construct) {
+  zend_long value = 0;
+  zend_string* name = nullptr;
+  ZEND_PARSE_PARAMETERS_START(0, 2)
+  Z_PARAM_OPTIONAL
+  Z_PARAM_LONG(value)
+  Z_PARAM_STR_OR_NULL(name)
+  ZEND_PARSE_PARAMETERS_END();
+  AtomicState& s = StateOf(ZEND_THIS);
+  if (s.counter != nullptr) {
+    zend_throw_error(nullptr, "Shmkit\\Atomic is already open");
+    RETURN_THROWS();
+  }
+  if (absl::Status st = CheckCounterRange(value, "initial value"); !st.ok()) {
+    ThrowStatus(st);
+    RETURN_THROWS();
+  }
+  if (name == nullptr) {
+    CounterOptions options;
+    options.initial_value = value;
+    absl::StatusOr<AtomicCounter> c = AtomicCounter::Create(options);
+    if (!c.ok()) {
+      ThrowStatus(c.status());
+      RETURN_THROWS();
+    }
+    s.counter = std::make_shared<AtomicCounter>(*std::move(c));
+    return;
+  }
+  absl::StatusOr<IpcKey> key = KeyForName(View(name));
+  if (!key.ok()) {
+    ThrowStatus(key.status());
+    RETURN_THROWS();
+  }
+  absl::StatusOr<std::shared_ptr<AtomicCounter>> c = OpenNamed(*key, value);
+  if (!c.ok()) {
+    ThrowStatus(c.status());
+    RETURN_THROWS();
+  }
+  s.counter = *std::move(c);
+  s.key = *key;
+}
+
+PHP_METHOD(ShmkitAtomic, add) {
+  zend_long by = 1;
+  ZEND_PARSE_PARAMETERS_START(0, 1)
+  Z_PARAM_OPTIONAL
+  Z_PARAM_LONG(by)
+  ZEND_PARSE_PARAMETERS_END();
+  AtomicCounter* c = Counter(ZEND_THIS);
+  if (c == nullptr) RETURN_THROWS();
+  SHMKIT_RETURN_LONG_OR_THROW(c->Add(by));
+}
+
+PHP_METHOD(ShmkitAtomic, sub) {
+  zend_long by = 1;
+  ZEND_PARSE_PARAMETERS_START(0, 1)
+  Z_PARAM_OPTIONAL
+  Z_PARAM_LONG(by)
+  ZEND_PARSE_PARAMETERS_END();
+  AtomicCounter* c = Counter(ZEND_THIS);
+  if (c == nullptr) RETURN_THROWS();
+  SHMKIT_RETURN_LONG_OR_THROW(c->Sub(by));
+}
+
+PHP_METHOD(ShmkitAtomic, get) {
+  ZEND_PARSE_PARAMETERS_NONE();
+  AtomicCounter* c = Counter(ZEND_THIS);
+  if (c == nullptr) RETURN_THROWS();
+  SHMKIT_RETURN_LONG_OR_THROW(c->Get());
+}
+
+PHP_METHOD(ShmkitAtomic, set) {
+  zend_long value;
+  ZEND_PARSE_PARAMETERS_START(1, 1)
+  Z_PARAM_LONG(value)
+  ZEND_PARSE_PARAMETERS_END();
+  AtomicCounter* c = Counter(ZEND_THIS);
+  if (c == nullptr) RETURN_THROWS();
+  if (absl::Status st = c->Set(value); !st.ok()) {
+    ThrowStatus(st);
+    RETURN_THROWS();
+  }
+}
+
+PHP_METHOD(ShmkitAtomic, cmpset) {
+  zend_long expected;
+  zend_long desired;
+  ZEND_PARSE_PARAMETERS_START(2, 2)
+  Z_PARAM_LONG(expected)
+  Z_PARAM_LONG(desired)
+  ZEND_PARSE_PARAMETERS_END();
+  AtomicCounter* c = Counter(ZEND_THIS);
+  if (c == nullptr) RETURN_THROWS();
+  absl::StatusOr<bool> done = c->CompareAndSet(expected, desired);
+  if (!done.ok()) {
+    ThrowStatus(done.status());
+    RETURN_THROWS();
+  }
+  RETURN_BOOL(*done);
+}
+
+// wait(float $timeout = 1.0): true once it turned a 1 into 0; false after
+// `timeout` seconds (negative: no limit), or at once when the value is
+// neither 0 nor 1 (not a wakeup flag, as in Swoole).
+PHP_METHOD(ShmkitAtomic, wait) {
+  double timeout = 1.0;
+  ZEND_PARSE_PARAMETERS_START(0, 1)
+  Z_PARAM_OPTIONAL
+  Z_PARAM_DOUBLE(timeout)
+  ZEND_PARSE_PARAMETERS_END();
+  AtomicCounter* c = Counter(ZEND_THIS);
+  if (c == nullptr) RETURN_THROWS();
+  absl::StatusOr<absl::Duration> d = SecondsToDuration(timeout, "timeout");
+  if (!d.ok()) {
+    ThrowStatus(d.status());
+    RETURN_THROWS();
+  }
+  const absl::Time deadline = timeout < 0 ? absl::InfiniteFuture()
+                                          : absl::Now() + *d;
+  for (;;) {
+    absl::StatusOr<bool> took = c->CompareAndSet(1, 0);
+    if (!took.ok()) {
+      ThrowStatus(took.status());
+      RETURN_THROWS();
+    }
+    if (*took) RETURN_TRUE;
+    absl::StatusOr<int64_t> now =
+        c->WaitUntil([](int64_t v) { return v != 0; },
+                     deadline == absl::InfiniteFuture()
+                         ? absl::InfiniteDuration()
+                         : std::max(deadline - absl::Now(), absl::ZeroDuration()));
+    if (!now.ok()) {
+      if (absl::IsDeadlineExceeded(now.status())) RETURN_FALSE;
+      ThrowStatus(now.status());
+      RETURN_THROWS();
+    }
+    if (*now != 1) RETURN_FALSE;
+    // A 1: try to take it; another waiter may be faster, then wait again.
+  }
+}
+
+// wakeup(int $count = 1): sets 0 to 1 and wakes the waiters (all of them
+// re-check; one takes the 1). true.
+PHP_METHOD(ShmkitAtomic, wakeup) {
+  zend_long count = 1;
+  ZEND_PARSE_PARAMETERS_START(0, 1)
+  Z_PARAM_OPTIONAL
+  Z_PARAM_LONG(count)
+  ZEND_PARSE_PARAMETERS_END();
+  (void)count;
+  AtomicCounter* c = Counter(ZEND_THIS);
+  if (c == nullptr) RETURN_THROWS();
+  absl::StatusOr<bool> set = c->CompareAndSet(0, 1);
+  if (!set.ok()) {
+    ThrowStatus(set.status());
+    RETURN_THROWS();
+  }
+  if (*set) {
+    if (absl::Status st = c->Wake(); !st.ok()) {
+      ThrowStatus(st);
+      RETURN_THROWS();
+    }
+  }
+  RETURN_TRUE;
+}
+
+// waitUntil(int $value, float $timeout = 1.0): shmkit's addition: blocks
+// until the counter is at least `value`; returns the value seen, or false
+// after `timeout` seconds (negative: no limit).
+PHP_METHOD(ShmkitAtomic, waitUntil) {
+  zend_long threshold;
+  double timeout = 1.0;
+  ZEND_PARSE_PARAMETERS_START(1, 2)
+  Z_PARAM_LONG(threshold)
+  Z_PARAM_OPTIONAL
+  Z_PARAM_DOUBLE(timeout)
+  ZEND_PARSE_PARAMETERS_END();
+  AtomicCounter* c = Counter(ZEND_THIS);
+  if (c == nullptr) RETURN_THROWS();
+  absl::StatusOr<absl::Duration> d = SecondsToDuration(timeout, "timeout");
+  if (!d.ok()) {
+    ThrowStatus(d.status());
+    RETURN_THROWS();
+  }
+  absl::StatusOr<int64_t> v = c->WaitUntilAtLeast(
+      threshold, timeout < 0 ? absl::InfiniteDuration() : *d);
+  if (!v.ok()) {
+    if (absl::IsDeadlineExceeded(v.status())) RETURN_FALSE;
+    ThrowStatus(v.status());
+    RETURN_THROWS();
+  }
+  RETURN_LONG(static_cast<zend_long>(*v));
+}
+
+// destroy(): removes a named atomic (processes that have it keep using it
+// until they drop it); for an anonymous one, drops this handle.
+PHP_METHOD(ShmkitAtomic, destroy) {
+  ZEND_PARSE_PARAMETERS_NONE();
+  AtomicState& s = StateOf(ZEND_THIS);
+  AtomicCounter* c = Counter(ZEND_THIS);
+  if (c == nullptr) RETURN_THROWS();
+  if (s.key.has_value()) {
+    absl::Status st = c->Remove();
+    if (named_atomics != nullptr) named_atomics->erase(s.key->value());
+    if (!st.ok() && !absl::IsNotFound(st)) {
+      ThrowStatus(st);
+      RETURN_THROWS();
+    }
+  }
+  s.counter.reset();
+  RETURN_TRUE;
+}
+
+ZEND_BEGIN_ARG_INFO_EX(arginfo_construct, 0, 0, 0)
+ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, value, IS_LONG, 0, "0")
+ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, name, IS_STRING, 1, "null")
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_add, 0, 0, IS_LONG, 0)
+ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, value, IS_LONG, 0, "1")
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_get, 0, 0, IS_LONG, 0)
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_set, 0, 1, IS_VOID, 0)
+ZEND_ARG_TYPE_INFO(0, value, IS_LONG, 0)
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_cmpset, 0, 2, _IS_BOOL, 0)
+ZEND_ARG_TYPE_INFO(0, cmp_value, IS_LONG, 0)
+ZEND_ARG_TYPE_INFO(0, new_value, IS_LONG, 0)
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_wait, 0, 0, _IS_BOOL, 0)
+ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, timeout, IS_DOUBLE, 0, "1.0")
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_wakeup, 0, 0, _IS_BOOL, 0)
+ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, count, IS_LONG, 0, "1")
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_MASK_EX(arginfo_waitUntil, 0, 1,
+                                        MAY_BE_LONG | MAY_BE_FALSE)
+ZEND_ARG_TYPE_INFO(0, value, IS_LONG, 0)
+ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, timeout, IS_DOUBLE, 0, "1.0")
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_destroy, 0, 0, _IS_BOOL, 0)
+ZEND_END_ARG_INFO()
+
+const zend_function_entry atomic_methods[] = {
+    PHP_ME(ShmkitAtomic, __construct, arginfo_construct, ZEND_ACC_PUBLIC)
+    PHP_ME(ShmkitAtomic, add, arginfo_add, ZEND_ACC_PUBLIC)
+    PHP_ME(ShmkitAtomic, sub, arginfo_add, ZEND_ACC_PUBLIC)
+    PHP_ME(ShmkitAtomic, get, arginfo_get, ZEND_ACC_PUBLIC)
+    PHP_ME(ShmkitAtomic, set, arginfo_set, ZEND_ACC_PUBLIC)
+    PHP_ME(ShmkitAtomic, cmpset, arginfo_cmpset, ZEND_ACC_PUBLIC)
+    PHP_ME(ShmkitAtomic, wait, arginfo_wait, ZEND_ACC_PUBLIC)
+    PHP_ME(ShmkitAtomic, wakeup, arginfo_wakeup, ZEND_ACC_PUBLIC)
+    PHP_ME(ShmkitAtomic, waitUntil, arginfo_waitUntil, ZEND_ACC_PUBLIC)
+    PHP_ME(ShmkitAtomic, destroy, arginfo_destroy, ZEND_ACC_PUBLIC)
+    PHP_FE_END};
+
+}  // namespace
+
+void RegisterAtomic() {
+  zend_class_entry ce;
+  INIT_NS_CLASS_ENTRY(ce, "Shmkit", "Atomic", atomic_methods);
+  atomic_ce = zend_register_internal_class(&ce);
+  atomic_ce->create_object = CreateAtomicObject;
+  atomic_ce->ce_flags |= ZEND_ACC_NOT_SERIALIZABLE;
+  memcpy(&atomic_handlers, zend_get_std_object_handlers(),
+         sizeof(zend_object_handlers));
+  atomic_handlers.offset = XtOffsetOf(AtomicObject, std);
+  atomic_handlers.free_obj = FreeAtomicObject;
+  atomic_handlers.clone_obj = nullptr;
+}
+
+void ReleaseNamedAtomics() {
+  delete named_atomics;
+  named_atomics = nullptr;
+}
+
+}  // namespace shmkit::php
