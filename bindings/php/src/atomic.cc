@@ -7,8 +7,10 @@
 // Values are 64-bit (Swoole\Atomic is 32-bit unsigned, Swoole\Atomic\Long
 // 64-bit without wait/wakeup); the range is +-2^62 and leaving it throws
 // OutOfRangeException instead of wrapping. wait()/wakeup() keep Swoole's
-// meaning: wakeup() turns 0 into 1 and wakes waiters; wait() turns 1 back
-// into 0, or waits (on a shared futex, no polling) until a wakeup does.
+// meaning for one waiter: wakeup() turns 0 into 1 and wakes; wait() turns 1
+// back into 0, or sleeps (on a shared futex, no polling) until a wakeup
+// comes. wakeup($n) sets n (Swoole sets 1 and wakes n, after which n - 1 of
+// the woken return false): here exactly n waiters return true.
 #include <sys/ipc.h>
 #include <sys/shm.h>
 
@@ -222,9 +224,9 @@ PHP_METHOD(ShmkitAtomic, cmpset) {
   RETURN_BOOL(*done);
 }
 
-// wait(float $timeout = 1.0): true once it turned a 1 into 0; false after
-// `timeout` seconds (negative: no limit), or at once when the value is
-// neither 0 nor 1 (not a wakeup flag, as in Swoole).
+// wait(float $timeout = 1.0): true once it took one wakeup (turned a
+// positive value v into v - 1); false after `timeout` seconds (negative: no
+// limit), or at once when the value is negative. Waits on a shared futex.
 PHP_METHOD(ShmkitAtomic, wait) {
   double timeout = 1.0;
   ZEND_PARSE_PARAMETERS_START(0, 1)
@@ -238,42 +240,49 @@ PHP_METHOD(ShmkitAtomic, wait) {
     ThrowStatus(d.status());
     RETURN_THROWS();
   }
-  const absl::Time deadline = timeout < 0 ? absl::InfiniteFuture()
-                                          : absl::Now() + *d;
+  const bool forever = timeout < 0;
+  const absl::Time deadline = forever ? absl::InfiniteFuture() : absl::Now() + *d;
+  absl::StatusOr<int64_t> v = c->Get();
   for (;;) {
-    absl::StatusOr<bool> took = c->CompareAndSet(1, 0);
-    if (!took.ok()) {
-      ThrowStatus(took.status());
+    if (!v.ok()) {
+      if (absl::IsDeadlineExceeded(v.status())) RETURN_FALSE;
+      ThrowStatus(v.status());
       RETURN_THROWS();
     }
-    if (*took) RETURN_TRUE;
-    absl::StatusOr<int64_t> now =
-        c->WaitUntil([](int64_t v) { return v != 0; },
-                     deadline == absl::InfiniteFuture()
-                         ? absl::InfiniteDuration()
-                         : std::max(deadline - absl::Now(), absl::ZeroDuration()));
-    if (!now.ok()) {
-      if (absl::IsDeadlineExceeded(now.status())) RETURN_FALSE;
-      ThrowStatus(now.status());
-      RETURN_THROWS();
+    if (*v < 0) RETURN_FALSE;
+    if (*v > 0) {
+      absl::StatusOr<bool> took = c->CompareAndSet(*v, *v - 1);
+      if (!took.ok()) {
+        ThrowStatus(took.status());
+        RETURN_THROWS();
+      }
+      if (*took) RETURN_TRUE;
+      v = c->Get();  // another waiter was faster; look again
+      continue;
     }
-    if (*now != 1) RETURN_FALSE;
-    // A 1: try to take it; another waiter may be faster, then wait again.
+    v = c->WaitUntil([](int64_t x) { return x != 0; },
+                     forever ? absl::InfiniteDuration()
+                             : std::max(deadline - absl::Now(),
+                                        absl::ZeroDuration()));
   }
 }
 
-// wakeup(int $count = 1): sets 0 to 1 and wakes the waiters (all of them
-// re-check; one takes the 1). true.
+// wakeup(int $count = 1): when the value is 0, sets it to `count` and wakes
+// the waiters, so that `count` of them return true; otherwise (a wakeup is
+// still pending) changes nothing. true.
 PHP_METHOD(ShmkitAtomic, wakeup) {
   zend_long count = 1;
   ZEND_PARSE_PARAMETERS_START(0, 1)
   Z_PARAM_OPTIONAL
   Z_PARAM_LONG(count)
   ZEND_PARSE_PARAMETERS_END();
-  (void)count;
+  if (count < 1) {
+    zend_argument_value_error(1, "must be at least 1");
+    RETURN_THROWS();
+  }
   AtomicCounter* c = Counter(ZEND_THIS);
   if (c == nullptr) RETURN_THROWS();
-  absl::StatusOr<bool> set = c->CompareAndSet(0, 1);
+  absl::StatusOr<bool> set = c->CompareAndSet(0, count);
   if (!set.ok()) {
     ThrowStatus(set.status());
     RETURN_THROWS();

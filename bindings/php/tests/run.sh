@@ -4,8 +4,15 @@
 # PHP-FPM test (fpm_test.sh). A skipped test counts as a failure, and so does
 # a System V object left behind.
 #
+# Where it may (root, or CAP_SYS_ADMIN), it runs in a private System V IPC
+# namespace (unshare --ipc): the leak check then sees exactly what these
+# tests made, not what other programs on the machine create meanwhile.
+#
 #   bindings/php/tests/run.sh build/release [test.phpt...]
 set -euo pipefail
+if [ -z "${SHMKIT_PHP_IPCNS:-}" ] && unshare --ipc true 2>/dev/null; then
+  SHMKIT_PHP_IPCNS=1 exec unshare --ipc "$0" "$@"
+fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 build="$(cd "${1:?usage: run.sh BUILD_DIR [TEST.phpt...]}" && pwd)"
 shift
@@ -33,7 +40,7 @@ status=0
 # The tests' php reads the system's php.ini and conf.d (posix, sysvmsg,
 # sysvsem, sysvshm and shmop are loaded there by Debian's php8.2-cli) and
 # loads shmkit.so from the build tree.
-SHMKIT_TOOL="$tool" TEST_PHP_EXECUTABLE="$php_bin" NO_INTERACTION=1 \
+SHMKIT_TOOL="$tool" SHMKIT_EXT="$ext" TEST_PHP_EXECUTABLE="$php_bin" NO_INTERACTION=1 \
   "$php_bin" -n "$runtests" -q -j2 --show-diff -p "$php_bin" \
   -d "extension=$ext" "${tests[@]}" | tee "$work/summary.txt" || status=${PIPESTATUS[0]}
 
