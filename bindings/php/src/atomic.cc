@@ -47,26 +47,7 @@ struct AtomicObject {
   zend_object std;
 };
 
-zend_object* CreateAtomicObject(zend_class_entry* ce) {
-  auto* obj = static_cast<AtomicObject*>(
-      zend_object_alloc(sizeof(AtomicObject), ce));
-  obj->state = new AtomicState();
-  zend_object_std_init(&obj->std, ce);
-  object_properties_init(&obj->std, ce);
-  obj->std.handlers = &atomic_handlers;
-  return &obj->std;
-}
-
-void FreeAtomicObject(zend_object* object) {
-  AtomicObject* obj = FromZendObject<AtomicObject>(object);
-  delete obj->state;
-  obj->state = nullptr;
-  zend_object_std_dtor(object);
-}
-
-AtomicState& StateOf(zval* self) {
-  return *FromZendObject<AtomicObject>(Z_OBJ_P(self))->state;
-}
+AtomicState& StateOf(zval* self) { return php::StateOf<AtomicObject>(self); }
 
 AtomicCounter* Counter(zval* self) {
   AtomicState& s = StateOf(self);
@@ -165,7 +146,7 @@ PHP_METHOD(ShmkitAtomic, __construct) {
   s.key = *key;
 }
 
-PHP_METHOD(ShmkitAtomic, add) {
+void AddOrSub(INTERNAL_FUNCTION_PARAMETERS, bool sub) {
   zend_long by = 1;
   ZEND_PARSE_PARAMETERS_START(0, 1)
   Z_PARAM_OPTIONAL
@@ -173,19 +154,11 @@ PHP_METHOD(ShmkitAtomic, add) {
   ZEND_PARSE_PARAMETERS_END();
   AtomicCounter* c = Counter(ZEND_THIS);
   if (c == nullptr) RETURN_THROWS();
-  SHMKIT_RETURN_LONG_OR_THROW(c->Add(by));
+  SHMKIT_RETURN_LONG_OR_THROW(sub ? c->Sub(by) : c->Add(by));
 }
 
-PHP_METHOD(ShmkitAtomic, sub) {
-  zend_long by = 1;
-  ZEND_PARSE_PARAMETERS_START(0, 1)
-  Z_PARAM_OPTIONAL
-  Z_PARAM_LONG(by)
-  ZEND_PARSE_PARAMETERS_END();
-  AtomicCounter* c = Counter(ZEND_THIS);
-  if (c == nullptr) RETURN_THROWS();
-  SHMKIT_RETURN_LONG_OR_THROW(c->Sub(by));
-}
+PHP_METHOD(ShmkitAtomic, add) { AddOrSub(INTERNAL_FUNCTION_PARAM_PASSTHRU, false); }
+PHP_METHOD(ShmkitAtomic, sub) { AddOrSub(INTERNAL_FUNCTION_PARAM_PASSTHRU, true); }
 
 PHP_METHOD(ShmkitAtomic, get) {
   ZEND_PARSE_PARAMETERS_NONE();
@@ -400,13 +373,7 @@ void RegisterAtomic() {
   zend_class_entry ce;
   INIT_NS_CLASS_ENTRY(ce, "Shmkit", "Atomic", atomic_methods);
   atomic_ce = zend_register_internal_class(&ce);
-  atomic_ce->create_object = CreateAtomicObject;
-  atomic_ce->ce_flags |= ZEND_ACC_NOT_SERIALIZABLE;
-  memcpy(&atomic_handlers, zend_get_std_object_handlers(),
-         sizeof(zend_object_handlers));
-  atomic_handlers.offset = XtOffsetOf(AtomicObject, std);
-  atomic_handlers.free_obj = FreeAtomicObject;
-  atomic_handlers.clone_obj = nullptr;
+  SetUpObjects<AtomicObject>(atomic_ce, &atomic_handlers);
 }
 
 void ReleaseNamedAtomics() {

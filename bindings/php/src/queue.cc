@@ -37,26 +37,7 @@ struct QueueObject {
   zend_object std;
 };
 
-zend_object* CreateQueueObject(zend_class_entry* ce) {
-  auto* obj =
-      static_cast<QueueObject*>(zend_object_alloc(sizeof(QueueObject), ce));
-  obj->state = new QueueState();
-  zend_object_std_init(&obj->std, ce);
-  object_properties_init(&obj->std, ce);
-  obj->std.handlers = &queue_handlers;
-  return &obj->std;
-}
-
-void FreeQueueObject(zend_object* object) {
-  QueueObject* obj = FromZendObject<QueueObject>(object);
-  delete obj->state;
-  obj->state = nullptr;
-  zend_object_std_dtor(object);
-}
-
-QueueState& StateOf(zval* self) {
-  return *FromZendObject<QueueObject>(Z_OBJ_P(self))->state;
-}
+QueueState& StateOf(zval* self) { return php::StateOf<QueueObject>(self); }
 
 Queue* QueueOf(zval* self) {
   QueueState& s = StateOf(self);
@@ -317,13 +298,7 @@ void RegisterQueue() {
   zend_class_entry ce;
   INIT_NS_CLASS_ENTRY(ce, "Shmkit", "Queue", queue_methods);
   queue_ce = zend_register_internal_class(&ce);
-  queue_ce->create_object = CreateQueueObject;
-  queue_ce->ce_flags |= ZEND_ACC_NOT_SERIALIZABLE;
-  memcpy(&queue_handlers, zend_get_std_object_handlers(),
-         sizeof(zend_object_handlers));
-  queue_handlers.offset = XtOffsetOf(QueueObject, std);
-  queue_handlers.free_obj = FreeQueueObject;
-  queue_handlers.clone_obj = nullptr;
+  SetUpObjects<QueueObject>(queue_ce, &queue_handlers);
   zend_declare_class_constant_long(queue_ce, "ROLE_BOTH",
                                    sizeof("ROLE_BOTH") - 1, kRoleBoth);
   zend_declare_class_constant_long(queue_ce, "ROLE_SENDER",

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -59,12 +60,46 @@ inline absl::string_view View(const zend_string* s) {
   return absl::string_view(ZSTR_VAL(s), ZSTR_LEN(s));
 }
 
-// Fetches the C++ state behind a PHP object of a type laid out as
-// { State* state; zend_object std; }.
+// PHP objects of our classes are laid out as
+//   struct Object { State* state; zend_object std; };
+// with the C++ State made by `new` when PHP creates the object and deleted
+// when PHP frees it.
 template <typename Object>
 Object* FromZendObject(zend_object* obj) {
   return reinterpret_cast<Object*>(reinterpret_cast<char*>(obj) -
                                    offsetof(Object, std));
+}
+
+template <typename Object>
+typename std::remove_pointer_t<decltype(Object::state)>& StateOf(zval* self) {
+  return *FromZendObject<Object>(Z_OBJ_P(self))->state;
+}
+
+// Registers class `ce` (already registered with PHP) to create Objects:
+// sets create_object and fills `handlers` (free_obj, no clone), and makes
+// the class unserializable (a mapping cannot be serialized).
+template <typename Object>
+void SetUpObjects(zend_class_entry* ce, zend_object_handlers* handlers) {
+  using State = std::remove_pointer_t<decltype(Object::state)>;
+  static zend_object_handlers* the_handlers = handlers;
+  ce->create_object = [](zend_class_entry* c) -> zend_object* {
+    auto* obj = static_cast<Object*>(zend_object_alloc(sizeof(Object), c));
+    obj->state = new State();
+    zend_object_std_init(&obj->std, c);
+    object_properties_init(&obj->std, c);
+    obj->std.handlers = the_handlers;
+    return &obj->std;
+  };
+  ce->ce_flags |= ZEND_ACC_NOT_SERIALIZABLE;
+  memcpy(handlers, zend_get_std_object_handlers(), sizeof(*handlers));
+  handlers->offset = static_cast<int>(offsetof(Object, std));
+  handlers->free_obj = [](zend_object* object) {
+    Object* obj = FromZendObject<Object>(object);
+    delete obj->state;
+    obj->state = nullptr;
+    zend_object_std_dtor(object);
+  };
+  handlers->clone_obj = nullptr;
 }
 
 }  // namespace shmkit::php

@@ -82,26 +82,7 @@ struct TableObject {
   zend_object std;
 };
 
-TableState& StateOf(zval* self) {
-  return *FromZendObject<TableObject>(Z_OBJ_P(self))->state;
-}
-
-zend_object* CreateTableObject(zend_class_entry* ce) {
-  auto* obj = static_cast<TableObject*>(
-      zend_object_alloc(sizeof(TableObject), ce));
-  obj->state = new TableState();
-  zend_object_std_init(&obj->std, ce);
-  object_properties_init(&obj->std, ce);
-  obj->std.handlers = &table_handlers;
-  return &obj->std;
-}
-
-void FreeTableObject(zend_object* object) {
-  TableObject* obj = FromZendObject<TableObject>(object);
-  delete obj->state;
-  obj->state = nullptr;
-  zend_object_std_dtor(object);
-}
+TableState& StateOf(zval* self) { return php::StateOf<TableObject>(self); }
 
 // The open table, or nullptr after throwing FailedPrecondition.
 Table* Open(TableState& s) {
@@ -134,32 +115,7 @@ void AfterOpen(TableState& s) {
   s.done = true;
 }
 
-// A copy of `row` as [column => value]; false (and an exception) on error.
-bool RowToArray(const TableState& s, const Row& row, zval* out) {
-  const Schema& schema = s.table->schema();
-  const int n = schema.column_count();
-  array_init_size(out, static_cast<uint32_t>(n));
-  for (int i = 0; i < n; ++i) {
-    zval v;
-    const ColumnSpec& col = schema.column(i);
-    if (col.is_integer()) {
-      absl::StatusOr<int64_t> x = row.GetInt(i);
-      if (!x.ok()) return ThrowStatus(x.status()), false;
-      ZVAL_LONG(&v, *x);
-    } else if (col.is_float()) {
-      absl::StatusOr<double> x = row.GetFloat(i);
-      if (!x.ok()) return ThrowStatus(x.status()), false;
-      ZVAL_DOUBLE(&v, *x);
-    } else {
-      absl::StatusOr<absl::string_view> x = row.GetString(i);
-      if (!x.ok()) return ThrowStatus(x.status()), false;
-      ZVAL_STRINGL(&v, x->data(), x->size());
-    }
-    zend_hash_add_new(Z_ARRVAL_P(out), s.names[i], &v);
-  }
-  return true;
-}
-
+// Column `c` of `row` as a PHP value; false (and an exception) on error.
 bool ColumnToZval(const TableState& s, const Row& row, int c, zval* out) {
   const ColumnSpec& col = s.table->schema().column(c);
   if (col.is_integer()) {
@@ -174,6 +130,19 @@ bool ColumnToZval(const TableState& s, const Row& row, int c, zval* out) {
     absl::StatusOr<absl::string_view> x = row.GetString(c);
     if (!x.ok()) return ThrowStatus(x.status()), false;
     ZVAL_STRINGL(out, x->data(), x->size());
+  }
+  return true;
+}
+
+// A copy of `row` as [column => value] in `out` (which the caller frees,
+// also on error); false (and an exception) on error.
+bool RowToArray(const TableState& s, const Row& row, zval* out) {
+  const int n = s.table->schema().column_count();
+  array_init_size(out, static_cast<uint32_t>(n));
+  for (int i = 0; i < n; ++i) {
+    zval v;
+    if (!ColumnToZval(s, row, i, &v)) return false;
+    zend_hash_add_new(Z_ARRVAL_P(out), s.names[i], &v);
   }
   return true;
 }
@@ -542,7 +511,11 @@ PHP_METHOD(ShmkitTable, open) {
   RETURN_TRUE;
 }
 
-PHP_METHOD(ShmkitTable, set) {
+enum class WriteKind { kSet, kAdd, kUpdate };
+
+// set() is true or throws; add() and update() are false when the key is
+// present (add) or absent (update), as apcu_add() answers.
+void WriteRow(INTERNAL_FUNCTION_PARAMETERS, WriteKind kind) {
   zend_string* key;
   HashTable* row;
   double ttl = 0;
@@ -558,7 +531,20 @@ PHP_METHOD(ShmkitTable, set) {
   if (t == nullptr || !ArrayToFields(s, row)) RETURN_THROWS();
   SetOptions options;
   if (!TtlOption(ttl, ttl_null, &options.ttl)) RETURN_THROWS();
-  absl::Status st = t->Set(View(key), s.fields, options);
+  absl::Status st;
+  switch (kind) {
+    case WriteKind::kSet:
+      st = t->Set(View(key), s.fields, options);
+      break;
+    case WriteKind::kAdd:
+      st = t->Add(View(key), s.fields, options);
+      if (absl::IsAlreadyExists(st)) RETURN_FALSE;
+      break;
+    case WriteKind::kUpdate:
+      st = t->Update(View(key), s.fields, options);
+      if (absl::IsNotFound(st)) RETURN_FALSE;
+      break;
+  }
   if (!st.ok()) {
     ThrowStatus(st);
     RETURN_THROWS();
@@ -566,37 +552,10 @@ PHP_METHOD(ShmkitTable, set) {
   RETURN_TRUE;
 }
 
-// add() and update(): false when the key is present (add) or absent
-// (update), as apcu_add() answers.
-void AddOrUpdate(INTERNAL_FUNCTION_PARAMETERS, bool add) {
-  zend_string* key;
-  HashTable* row;
-  double ttl = 0;
-  bool ttl_null = true;
-  ZEND_PARSE_PARAMETERS_START(2, 3)
-  Z_PARAM_STR(key)
-  Z_PARAM_ARRAY_HT(row)
-  Z_PARAM_OPTIONAL
-  Z_PARAM_DOUBLE_OR_NULL(ttl, ttl_null)
-  ZEND_PARSE_PARAMETERS_END();
-  TableState& s = StateOf(ZEND_THIS);
-  Table* t = Open(s);
-  if (t == nullptr || !ArrayToFields(s, row)) RETURN_THROWS();
-  SetOptions options;
-  if (!TtlOption(ttl, ttl_null, &options.ttl)) RETURN_THROWS();
-  absl::Status st = add ? t->Add(View(key), s.fields, options)
-                        : t->Update(View(key), s.fields, options);
-  if (st.ok()) RETURN_TRUE;
-  if ((add && absl::IsAlreadyExists(st)) || (!add && absl::IsNotFound(st))) {
-    RETURN_FALSE;
-  }
-  ThrowStatus(st);
-  RETURN_THROWS();
-}
-
-PHP_METHOD(ShmkitTable, add) { AddOrUpdate(INTERNAL_FUNCTION_PARAM_PASSTHRU, true); }
+PHP_METHOD(ShmkitTable, set) { WriteRow(INTERNAL_FUNCTION_PARAM_PASSTHRU, WriteKind::kSet); }
+PHP_METHOD(ShmkitTable, add) { WriteRow(INTERNAL_FUNCTION_PARAM_PASSTHRU, WriteKind::kAdd); }
 PHP_METHOD(ShmkitTable, update) {
-  AddOrUpdate(INTERNAL_FUNCTION_PARAM_PASSTHRU, false);
+  WriteRow(INTERNAL_FUNCTION_PARAM_PASSTHRU, WriteKind::kUpdate);
 }
 
 PHP_METHOD(ShmkitTable, get) {
@@ -899,7 +858,9 @@ PHP_METHOD(ShmkitTable, remove) {
     RETURN_THROWS();
   }
   if (named_tables != nullptr) named_tables->erase(key->value());
-  absl::StatusOr<Table> t = Table::Attach(*key);
+  TableAttachOptions attach;
+  attach.expected_mode = std::nullopt;  // whatever mode it was created with
+  absl::StatusOr<Table> t = Table::Attach(*key, attach);
   if (!t.ok()) {
     if (absl::IsNotFound(t.status())) RETURN_FALSE;
     ThrowStatus(t.status());
@@ -1100,14 +1061,8 @@ void RegisterTable() {
   zend_class_entry ce;
   INIT_NS_CLASS_ENTRY(ce, "Shmkit", "Table", table_methods);
   table_ce = zend_register_internal_class(&ce);
-  table_ce->create_object = CreateTableObject;
-  table_ce->ce_flags |= ZEND_ACC_NOT_SERIALIZABLE;
+  SetUpObjects<TableObject>(table_ce, &table_handlers);
   zend_class_implements(table_ce, 2, zend_ce_iterator, zend_ce_countable);
-  memcpy(&table_handlers, zend_get_std_object_handlers(),
-         sizeof(zend_object_handlers));
-  table_handlers.offset = XtOffsetOf(TableObject, std);
-  table_handlers.free_obj = FreeTableObject;
-  table_handlers.clone_obj = nullptr;
   zend_declare_class_constant_long(table_ce, "TYPE_INT", sizeof("TYPE_INT") - 1,
                                    kTypeInt);
   zend_declare_class_constant_long(table_ce, "TYPE_FLOAT",

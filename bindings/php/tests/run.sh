@@ -29,11 +29,14 @@ before="$(ipc_ids)"
 
 work="$(mktemp -d /tmp/shmkit-phpt.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
-cp "$here"/*.phpt "$here"/*.inc "$work/"
-tests=("$work")
+# run-tests.php writes its .out/.diff files beside the tests: run copies.
+mkdir "$work/tests"
+cp "$here"/*.phpt "$here"/*.inc "$work/tests/"
+cp -r "$here/../examples" "$work/examples"
+tests=("$work/tests")
 if [ "$#" -gt 0 ]; then
   tests=()
-  for t in "$@"; do tests+=("$work/$(basename "$t")"); done
+  for t in "$@"; do tests+=("$work/tests/$(basename "$t")"); done
 fi
 
 status=0
