@@ -10,5 +10,5 @@ build="$root/build/release"
 if [ "$#" -gt 0 ] && [ "${1#--}" = "$1" ]; then build="$(cd "$1" && pwd)"; shift; fi
 ext="$build/bindings/php/shmkit.so"
 [ -f "$ext" ] || { echo "run.sh: $ext is missing: build first (tools/run.sh)" >&2; exit 1; }
-exec php -d "extension=$ext" -d apc.enable_cli=1 -d apc.shm_size=256M \
+exec php -d "extension=$ext" -d apc.enable_cli=1 -d apc.shm_size=256M -d apc.entries_hint=524288 \
   -d memory_limit=1G "$root/bindings/php/bench/bench.php" "$@"
