@@ -32,6 +32,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/escaping.h"
+#include "shmkit/ipc/object.h"
 #include "shmkit/table/table.h"
 #include "shmkit_php.h"
 
@@ -317,6 +318,19 @@ TableOptions CreateOptions(const TableState& s, const OpenOptions& o) {
 
 int ShmidOf(IpcKey key) { return shmget(key.value(), 0, 0); }
 
+// A named table's capacity must be what this process declared: a worker
+// that asks for 2048 rows must not silently get a table of 1024.
+absl::Status CheckCapacity(const Table& table, IpcKey key, uint64_t want) {
+  absl::StatusOr<ObjectInfo> info = ReadObjectInfo(table.segment());
+  if (!info.ok()) return info.status();
+  if (info->capacity != want) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "table ", key.ToString(), " has capacity ", info->capacity,
+        "; this process asked for ", want));
+  }
+  return absl::OkStatus();
+}
+
 // Creates the named table or attaches it (checking the schema), reusing this
 // process's mapping when it still maps the segment under `key`.
 absl::StatusOr<std::shared_ptr<Table>> OpenNamed(IpcKey key,
@@ -334,6 +348,11 @@ absl::StatusOr<std::shared_ptr<Table>> OpenNamed(IpcKey key,
         return absl::FailedPreconditionError(absl::StrCat(
             "table ", key.ToString(), " has another schema: ",
             schema.Diff(have)));
+      }
+      if (absl::Status st = CheckCapacity(*it->second.table, key,
+                                          create.capacity);
+          !st.ok()) {
+        return st;
       }
       return it->second.table;
     }
@@ -356,6 +375,9 @@ absl::StatusOr<std::shared_ptr<Table>> OpenNamed(IpcKey key,
       }
     }
     if (!t.ok()) return t.status();
+    if (absl::Status st = CheckCapacity(*t, key, create.capacity); !st.ok()) {
+      return st;
+    }
     auto shared = std::make_shared<Table>(*std::move(t));
     (*named_tables)[key.value()] =
         NamedTable{shared, shared->segment().id()};

@@ -38,6 +38,18 @@ $other2 = new Shmkit\Table(100);
 $other2->column('hits', Shmkit\Table::TYPE_INT);
 $other2->column('user', Shmkit\Table::TYPE_STRING, 16);
 throws(fn() => $other2->open($name, ['ttl' => true]));
+$bigger = new Shmkit\Table(200);
+$bigger->column('hits', Shmkit\Table::TYPE_INT);
+$bigger->column('user', Shmkit\Table::TYPE_STRING, 16);
+throws(fn() => $bigger->open($name));
+// Another process (nothing cached) gets the same answers from the attach.
+$check = '$t = new Shmkit\Table((int)$argv[2]); $t->column("hits", Shmkit\Table::TYPE_FLOAT);' .
+         'try { $t->open($argv[1]); } catch (Shmkit\Exception $e) { echo get_class($e), ": ", $e->getMessage(), "\n"; }';
+passthru(escapeshellarg(PHP_BINARY) . ' -d extension=' . escapeshellarg(getenv('SHMKIT_EXT')) .
+         ' -r ' . escapeshellarg($check) . ' ' . escapeshellarg($name) . ' 100');
+$check = str_replace('Shmkit\Table::TYPE_FLOAT);', 'Shmkit\Table::TYPE_INT); $t->column("user", Shmkit\Table::TYPE_STRING, 16);', $check);
+passthru(escapeshellarg(PHP_BINARY) . ' -d extension=' . escapeshellarg(getenv('SHMKIT_EXT')) .
+         ' -r ' . escapeshellarg($check) . ' ' . escapeshellarg($name) . ' 200');
 
 echo "-- a segment that is not a shmkit table\n";
 $foreign = unique_name('foreign');
@@ -83,6 +95,10 @@ Shmkit\FailedPreconditionException: table 0x%x has another schema: column 0 is h
   code 9 FAILED_PRECONDITION
 Shmkit\FailedPreconditionException: table 0x%x has another schema: ttl on vs off
   code 9 FAILED_PRECONDITION
+Shmkit\FailedPreconditionException: table 0x%x has capacity 100; this process asked for 200
+  code 9 FAILED_PRECONDITION
+Shmkit\FailedPreconditionException: table in segment id=%d key=0x%x has schema {hits:int64, user:string(16); key<=64}, expected {hits:float64; key<=64}: %s
+Shmkit\FailedPreconditionException: table 0x%x has capacity 100; this process asked for 200
 -- a segment that is not a shmkit table
 bool(true)
 Shmkit\FailedPreconditionException: %s
