@@ -135,7 +135,7 @@ start_fpm() {
 request() {
   SCRIPT_FILENAME="$tmp/www/counter.php" SCRIPT_NAME=/counter.php \
   REQUEST_METHOD=GET QUERY_STRING="$1" \
-    "$cgi" -bind -connect "$tmp/fpm.sock" | sed '1,/^\r\{0,1\}$/d'
+    "$cgi" -bind -connect "$tmp/fpm.sock" </dev/null | sed '1,/^\r\{0,1\}$/d'
 }
 
 start_fpm
