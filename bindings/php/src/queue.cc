@@ -11,6 +11,7 @@
 // the lowest type <= |type| (backends without typed receive accept 0 only).
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"

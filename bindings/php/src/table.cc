@@ -31,7 +31,6 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/escaping.h"
 #include "shmkit/ipc/object.h"
 #include "shmkit/table/table.h"
 #include "shmkit_php.h"
