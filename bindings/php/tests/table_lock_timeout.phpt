@@ -11,7 +11,7 @@ $t->column('hits', Shmkit\Table::TYPE_INT);
 $t->column('blob', Shmkit\Table::TYPE_STRING, 65536);
 $t->create(['lock_timeout' => 0.2]);
 $blob = str_repeat('b', 65536);
-$t->set('hot', ['hits' => 0]);
+$t->set('hot', ['hits' => 1]);   // what every attempt below writes too
 [$r, $w] = stream_socket_pair(STREAM_PF_UNIX, STREAM_SOCK_STREAM, STREAM_IPPROTO_IP);
 $child = fork_child(function () use ($t, $w, $blob) {
     fwrite($w, "x");
