@@ -104,6 +104,15 @@ absl::StatusOr<std::shared_ptr<AtomicCounter>> OpenNamed(IpcKey key,
     RETURN_LONG(static_cast<zend_long>(*v_)); \
   } while (0)
 
+// A timeout argument in seconds (negative: no limit) as a Duration; false
+// after throwing for a non-finite one.
+bool TimeoutArg(double timeout, absl::Duration* out) {
+  absl::StatusOr<absl::Duration> d = SecondsToDuration(timeout, "timeout");
+  if (!d.ok()) return ThrowStatus(d.status()), false;
+  *out = timeout < 0 ? absl::InfiniteDuration() : *d;
+  return true;
+}
+
 PHP_METHOD(ShmkitAtomic, __construct) {
   zend_long value = 0;
   zend_string* name = nullptr;
@@ -207,14 +216,10 @@ PHP_METHOD(ShmkitAtomic, wait) {
   Z_PARAM_DOUBLE(timeout)
   ZEND_PARSE_PARAMETERS_END();
   AtomicCounter* c = Counter(ZEND_THIS);
-  if (c == nullptr) RETURN_THROWS();
-  absl::StatusOr<absl::Duration> d = SecondsToDuration(timeout, "timeout");
-  if (!d.ok()) {
-    ThrowStatus(d.status());
-    RETURN_THROWS();
-  }
-  const bool forever = timeout < 0;
-  const absl::Time deadline = forever ? absl::InfiniteFuture() : absl::Now() + *d;
+  absl::Duration limit;
+  if (c == nullptr || !TimeoutArg(timeout, &limit)) RETURN_THROWS();
+  const bool forever = limit == absl::InfiniteDuration();
+  const absl::Time deadline = forever ? absl::InfiniteFuture() : absl::Now() + limit;
   absl::StatusOr<int64_t> v = c->Get();
   for (;;) {
     if (!v.ok()) {
@@ -281,14 +286,9 @@ PHP_METHOD(ShmkitAtomic, waitUntil) {
   Z_PARAM_DOUBLE(timeout)
   ZEND_PARSE_PARAMETERS_END();
   AtomicCounter* c = Counter(ZEND_THIS);
-  if (c == nullptr) RETURN_THROWS();
-  absl::StatusOr<absl::Duration> d = SecondsToDuration(timeout, "timeout");
-  if (!d.ok()) {
-    ThrowStatus(d.status());
-    RETURN_THROWS();
-  }
-  absl::StatusOr<int64_t> v = c->WaitUntilAtLeast(
-      threshold, timeout < 0 ? absl::InfiniteDuration() : *d);
+  absl::Duration limit;
+  if (c == nullptr || !TimeoutArg(timeout, &limit)) RETURN_THROWS();
+  absl::StatusOr<int64_t> v = c->WaitUntilAtLeast(threshold, limit);
   if (!v.ok()) {
     if (absl::IsDeadlineExceeded(v.status())) RETURN_FALSE;
     ThrowStatus(v.status());

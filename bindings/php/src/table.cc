@@ -464,6 +464,22 @@ PHP_METHOD(ShmkitTable, column) {
   RETURN_TRUE;
 }
 
+// What create() and open() share: the table must not be open yet, the
+// options must parse and the declared columns must make a schema. False
+// after throwing.
+bool PrepareOpen(TableState& s, HashTable* options, uint32_t arg,
+                 OpenOptions* o, std::optional<Schema>* schema) {
+  if (s.table != nullptr) {
+    ThrowStatus(absl::FailedPreconditionError("the table is already open"));
+    return false;
+  }
+  if (!ParseOptions(options, arg, o)) return false;
+  absl::StatusOr<Schema> built = BuildSchema(s, *o);
+  if (!built.ok()) return ThrowStatus(built.status()), false;
+  *schema = *std::move(built);
+  return true;
+}
+
 PHP_METHOD(ShmkitTable, create) {
   HashTable* options = nullptr;
   ZEND_PARSE_PARAMETERS_START(0, 1)
@@ -471,17 +487,9 @@ PHP_METHOD(ShmkitTable, create) {
   Z_PARAM_ARRAY_HT(options)
   ZEND_PARSE_PARAMETERS_END();
   TableState& s = StateOf(ZEND_THIS);
-  if (s.table != nullptr) {
-    ThrowStatus(absl::FailedPreconditionError("the table is already open"));
-    RETURN_THROWS();
-  }
   OpenOptions o;
-  if (!ParseOptions(options, 1, &o)) RETURN_THROWS();
-  absl::StatusOr<Schema> schema = BuildSchema(s, o);
-  if (!schema.ok()) {
-    ThrowStatus(schema.status());
-    RETURN_THROWS();
-  }
+  std::optional<Schema> schema;
+  if (!PrepareOpen(s, options, 1, &o, &schema)) RETURN_THROWS();
   absl::StatusOr<Table> t = Table::Create(*schema, CreateOptions(s, o));
   if (!t.ok()) {
     ThrowStatus(t.status());
@@ -502,20 +510,12 @@ PHP_METHOD(ShmkitTable, open) {
   Z_PARAM_ARRAY_HT(options)
   ZEND_PARSE_PARAMETERS_END();
   TableState& s = StateOf(ZEND_THIS);
-  if (s.table != nullptr) {
-    ThrowStatus(absl::FailedPreconditionError("the table is already open"));
-    RETURN_THROWS();
-  }
   OpenOptions o;
-  if (!ParseOptions(options, 2, &o)) RETURN_THROWS();
+  std::optional<Schema> schema;
+  if (!PrepareOpen(s, options, 2, &o, &schema)) RETURN_THROWS();
   absl::StatusOr<IpcKey> key = KeyForName(View(name));
   if (!key.ok()) {
     ThrowStatus(key.status());
-    RETURN_THROWS();
-  }
-  absl::StatusOr<Schema> schema = BuildSchema(s, o);
-  if (!schema.ok()) {
-    ThrowStatus(schema.status());
     RETURN_THROWS();
   }
   TableOptions create = CreateOptions(s, o);
