@@ -11,6 +11,9 @@ SHMKIT_PACKAGES=(
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev libboost-dev
   php8.2-cli curl wrk procps python3
 )
+# The PHP extension (bindings/php): headers and run-tests.php, PHP-FPM and a
+# FastCGI client for its FPM test, APCu as its benchmark baseline.
+SHMKIT_PACKAGES+=(php8.2-dev php8.2-fpm php8.2-apcu libfcgi-bin util-linux)
 
 shmkit_log() { printf '\n==> %s\n' "$*" >&2; }
 

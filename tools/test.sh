@@ -18,8 +18,14 @@ shmkit_log "tests (normal build, stress included)"
 ctest --test-dir "$SHMKIT_ROOT/build/release" -j"$jobs" --output-on-failure \
   --timeout 600
 
+shmkit_log "PHP extension tests (.phpt via run-tests.php, PHP-FPM; normal build)"
+"$SHMKIT_ROOT/bindings/php/tests/run.sh" "$SHMKIT_ROOT/build/release"
+
+# The PHP extension is tested once, against the normal build: an ASan-built
+# shmkit.so would need the ASan runtime preloaded into Debian's
+# uninstrumented php, whose own allocations ASan would then report.
 shmkit_build "$SHMKIT_ROOT/build/asan" Debug "address,undefined" \
-  -DSHMKIT_BUILD_BENCH=OFF
+  -DSHMKIT_BUILD_BENCH=OFF -DSHMKIT_BUILD_PHP=OFF
 shmkit_log "tests (AddressSanitizer + UndefinedBehaviorSanitizer, stress excluded)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -156,7 +156,9 @@ TEST(LockFork, MarkDeadInAllOpenFreesTheLocksOfAReapedChildAtOnce) {
     absl::StatusOr<OwnerLockGuard> g = arena->Acquire(0, absl::Seconds(5));
     ASSERT_TRUE(g.ok()) << g.status();
     EXPECT_TRUE(g->result().took_over);
-    EXPECT_LT(absl::Now() - t0, absl::Milliseconds(10));
+    // At once, not after the 5 s acquire bound; a bound in seconds because
+    // 10 ms failed on a loaded machine (10.7 ms at load average 10).
+    EXPECT_LT(absl::Now() - t0, absl::Seconds(1));
   }
 }
 

@@ -250,6 +250,28 @@ TEST(WorkerPool, CrashLoopRuleStopsRespawningUntilResumed) {
               StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
+// Waits (up to 10 s) until `pid` sleeps in the kernel (state S in
+// /proc/<pid>/stat), e.g. blocked in a send whose socket buffer is full.
+bool WaitUntilAsleep(pid_t pid) {
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < end) {
+    std::string stat;
+    if (FILE* f = fopen(absl::StrCat("/proc/", pid, "/stat").c_str(), "r")) {
+      char buf[512];
+      const size_t n = fread(buf, 1, sizeof(buf), f);
+      fclose(f);
+      stat.assign(buf, n);
+    }
+    const size_t paren = stat.rfind(')');
+    if (paren != std::string::npos && paren + 2 < stat.size() &&
+        stat[paren + 2] == 'S') {
+      return true;
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return false;
+}
+
 TEST(WorkerPool, AWorkerKilledMidResultNeverYieldsATornResult) {
   SyncPipe sending;
   constexpr size_t kBig = size_t{8} << 20;
@@ -267,7 +289,10 @@ TEST(WorkerPool, AWorkerKilledMidResultNeverYieldsATornResult) {
                         });
   ASSERT_TRUE(pool.ok()) << pool.status();
   ASSERT_TRUE(sending.Wait().has_value());
-  absl::SleepFor(absl::Milliseconds(100));  // the socket buffers fill up
+  // Wait for the event, not for time: the worker blocks once the socket
+  // buffers are full, part of the frame sent (a fixed 100 ms sleep was too
+  // short on a loaded machine).
+  ASSERT_TRUE(WaitUntilAsleep(pool->workers()[0].pid));
   ASSERT_EQ(kill(pool->workers()[0].pid, SIGKILL), 0);
   absl::StatusOr<WorkerResult> r = pool->CollectFor(absl::Seconds(10));
   ASSERT_TRUE(r.ok()) << r.status();
