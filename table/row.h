@@ -21,6 +21,7 @@ namespace shmkit {
 
 namespace internal {
 struct RowLayout;
+class RowMaker;
 class TableCore;
 }  // namespace internal
 
@@ -51,6 +52,7 @@ class Row {
 
  private:
   friend class internal::TableCore;
+  friend class internal::RowMaker;
   absl::StatusOr<int> Check(int column, ColumnType want, ColumnType also) const;
 
   std::optional<Schema> schema_;

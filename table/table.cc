@@ -9,10 +9,12 @@
 #include "absl/strings/str_cat.h"
 #include "shmkit/ipc/internal/status_macros.h"
 #include "shmkit/table/internal/layout.h"
+#include "shmkit/table/internal/table_backend.h"
 #include "shmkit/table/internal/table_core.h"
 
 namespace shmkit {
 
+using internal::BackendWrite;
 using internal::ResolvedField;
 using internal::TableCore;
 using internal::WriteMode;
@@ -115,11 +117,19 @@ absl::StatusOr<Table> Table::AttachId(int shmid,
 }
 
 Table::Table(std::unique_ptr<TableCore> core) : core_(std::move(core)) {}
+Table::Table(std::unique_ptr<internal::TableBackend> backend)
+    : backend_(std::move(backend)) {}
+Table Table::FromBackend(std::unique_ptr<internal::TableBackend> backend) {
+  return Table(std::move(backend));
+}
 Table::Table(Table&&) noexcept = default;
 Table& Table::operator=(Table&&) noexcept = default;
 Table::~Table() = default;
 
-const Schema& Table::schema() const { return core_->schema(); }
+const Schema& Table::schema() const {
+  if (backend_ != nullptr) return backend_->schema();
+  return core_->schema();
+}
 const Segment& Table::segment() const { return core_->segment(); }
 
 absl::StatusOr<Row> Table::Get(absl::string_view key) const {
@@ -129,11 +139,14 @@ absl::StatusOr<Row> Table::Get(absl::string_view key) const {
 }
 
 absl::StatusOr<bool> Table::Find(absl::string_view key, Row* row) const {
+  if (ABSL_PREDICT_FALSE(backend_ != nullptr)) return backend_->Find(key, row);
   return core_->FindRow(key, row);
 }
 
 absl::Status Table::Get(absl::string_view key, Row* row) const {
-  SHMKIT_ASSIGN_OR_RETURN(bool found, core_->FindRow(key, row));
+  SHMKIT_ASSIGN_OR_RETURN(bool found, ABSL_PREDICT_FALSE(backend_ != nullptr)
+                                          ? backend_->Find(key, row)
+                                          : core_->FindRow(key, row));
   if (!found) {
     return absl::NotFoundError(
         absl::StrCat("key \"", absl::CEscape(key), "\" not found"));
@@ -143,6 +156,7 @@ absl::Status Table::Get(absl::string_view key, Row* row) const {
 
 absl::StatusOr<Value> Table::GetColumn(absl::string_view key,
                                        ColumnRef column) const {
+  if (ABSL_PREDICT_FALSE(backend_ != nullptr)) return backend_->GetColumn(key, column);
   SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
   Row row;
   SHMKIT_ASSIGN_OR_RETURN(
@@ -155,6 +169,7 @@ absl::StatusOr<Value> Table::GetColumn(absl::string_view key,
 }
 
 absl::StatusOr<bool> Table::Exists(absl::string_view key) const {
+  if (ABSL_PREDICT_FALSE(backend_ != nullptr)) return backend_->Exists(key);
   return core_->Read(key, TableCore::CopyWhat::kNothing, -1, nullptr);
 }
 
@@ -166,6 +181,9 @@ absl::Status Table::Set(absl::string_view key,
 absl::Status Table::Set(absl::string_view key,
                         absl::Span<const FieldValue> values,
                         const SetOptions& options) {
+  if (ABSL_PREDICT_FALSE(backend_ != nullptr)) {
+    return backend_->Write(key, values, BackendWrite::kSet, options);
+  }
   SHMKIT_ASSIGN_OR_RETURN(Fields fields, Resolve(core_->schema(), values));
   return core_->Write(key, fields, WriteMode::kSet, options);
 }
@@ -177,6 +195,9 @@ absl::Status Table::Add(absl::string_view key,
 absl::Status Table::Add(absl::string_view key,
                         absl::Span<const FieldValue> values,
                         const SetOptions& options) {
+  if (ABSL_PREDICT_FALSE(backend_ != nullptr)) {
+    return backend_->Write(key, values, BackendWrite::kAdd, options);
+  }
   SHMKIT_ASSIGN_OR_RETURN(Fields fields, Resolve(core_->schema(), values));
   return core_->Write(key, fields, WriteMode::kAdd, options);
 }
@@ -189,22 +210,29 @@ absl::Status Table::Update(absl::string_view key,
 absl::Status Table::Update(absl::string_view key,
                            absl::Span<const FieldValue> values,
                            const SetOptions& options) {
+  if (ABSL_PREDICT_FALSE(backend_ != nullptr)) {
+    return backend_->Write(key, values, BackendWrite::kUpdate, options);
+  }
   SHMKIT_ASSIGN_OR_RETURN(Fields fields, Resolve(core_->schema(), values));
   return core_->Write(key, fields, WriteMode::kUpdate, options);
 }
 
 absl::Status Table::Del(absl::string_view key) {
+  if (ABSL_PREDICT_FALSE(backend_ != nullptr)) return backend_->Delete(key, nullptr);
   return core_->Delete(key, nullptr);
 }
 
 absl::StatusOr<Row> Table::GetAndDelete(absl::string_view key) {
   Row row;
-  SHMKIT_RETURN_IF_ERROR(core_->Delete(key, &row));
+  SHMKIT_RETURN_IF_ERROR(ABSL_PREDICT_FALSE(backend_ != nullptr)
+                             ? backend_->Delete(key, &row)
+                             : core_->Delete(key, &row));
   return row;
 }
 
 absl::StatusOr<int64_t> Table::Incr(absl::string_view key, ColumnRef column,
                                     int64_t delta, const IncrOptions& options) {
+  if (ABSL_PREDICT_FALSE(backend_ != nullptr)) return backend_->Incr(key, column, delta, options);
   SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
   // Options that need checking or a TTL take the general path; `create`
   // matters only when the key is absent, which the fast path leaves alone.
@@ -227,6 +255,7 @@ absl::StatusOr<int64_t> Table::Decr(absl::string_view key, ColumnRef column,
 absl::StatusOr<double> Table::IncrFloat(absl::string_view key, ColumnRef column,
                                         double delta,
                                         const IncrOptions& options) {
+  if (ABSL_PREDICT_FALSE(backend_ != nullptr)) return backend_->IncrFloat(key, column, delta, options);
   SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
   if (!std::isfinite(delta)) {
     return absl::InvalidArgumentError(
@@ -239,15 +268,26 @@ absl::StatusOr<bool> Table::CompareAndSet(absl::string_view key,
                                           ColumnRef column,
                                           const Value& expected,
                                           const Value& desired) {
+  if (ABSL_PREDICT_FALSE(backend_ != nullptr)) return backend_->CompareAndSet(key, column, expected, desired);
   SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
   return core_->CompareAndSet(key, c, expected, desired);
 }
 
-absl::Status Table::Clear() { return core_->Clear(); }
-absl::StatusOr<uint64_t> Table::Sweep() { return core_->Sweep(); }
-uint64_t Table::Count() const { return core_->Count(); }
+absl::Status Table::Clear() {
+  if (backend_ != nullptr) return backend_->Clear();
+  return core_->Clear();
+}
+absl::StatusOr<uint64_t> Table::Sweep() {
+  if (backend_ != nullptr) return backend_->Sweep();
+  return core_->Sweep();
+}
+uint64_t Table::Count() const {
+  if (backend_ != nullptr) return backend_->Count();
+  return core_->Count();
+}
 
 absl::Status Table::ForEach(absl::FunctionRef<bool(const Row&)> fn) const {
+  if (backend_ != nullptr) return backend_->ForEach(fn);
   uint64_t cursor = 0;
   std::vector<Row> rows;
   do {
@@ -261,18 +301,32 @@ absl::Status Table::ForEach(absl::FunctionRef<bool(const Row&)> fn) const {
 }
 
 absl::StatusOr<ScanPage> Table::Scan(uint64_t cursor, size_t max_rows) const {
+  if (backend_ != nullptr) return backend_->Scan(cursor, max_rows);
   ScanPage page;
   SHMKIT_ASSIGN_OR_RETURN(page.next_cursor,
                           core_->ScanBuckets(cursor, max_rows, &page.rows));
   return page;
 }
 
-TableStats Table::Stats() const { return core_->Stats(); }
-TableInspection Table::Inspect() const { return core_->Inspect(); }
-absl::StatusOr<uint64_t> Table::Recover() { return core_->Recover(); }
+TableStats Table::Stats() const {
+  if (backend_ != nullptr) return backend_->Stats();
+  return core_->Stats();
+}
+TableInspection Table::Inspect() const {
+  if (backend_ != nullptr) return {};
+  return core_->Inspect();
+}
+absl::StatusOr<uint64_t> Table::Recover() {
+  if (backend_ != nullptr) return uint64_t{0};
+  return core_->Recover();
+}
 absl::Status Table::CheckConsistency() const {
+  if (backend_ != nullptr) return backend_->CheckConsistency();
   return core_->CheckConsistency();
 }
-absl::Status Table::Remove() { return core_->segment().Remove(); }
+absl::Status Table::Remove() {
+  if (backend_ != nullptr) return backend_->Remove();
+  return core_->segment().Remove();
+}
 
 }  // namespace shmkit

@@ -189,6 +189,7 @@ struct TableInspection {
 
 namespace internal {
 class TableCore;
+class TableBackend;
 }
 
 class Table {
@@ -296,11 +297,20 @@ class Table {
   // Removes a keyed table (attached processes keep using it until they
   // detach).
   absl::Status Remove();
+  // Shared-memory tables only (not one from FromBackend()).
   const Segment& segment() const;
+
+  // For backend libraries (redis/redis_table.h): a Table whose storage is
+  // `backend` instead of a shared-memory segment. Inspect() of such a table
+  // is empty and Recover() finds nothing to recover.
+  static Table FromBackend(std::unique_ptr<internal::TableBackend> backend);
 
  private:
   explicit Table(std::unique_ptr<internal::TableCore> core);
+  explicit Table(std::unique_ptr<internal::TableBackend> backend);
   std::unique_ptr<internal::TableCore> core_;
+  // Set instead of core_ for other storage; every method tests it first.
+  std::unique_ptr<internal::TableBackend> backend_;
 };
 
 }  // namespace shmkit
