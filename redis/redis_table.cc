@@ -206,15 +206,40 @@ return 1
   return *s;
 }
 
-// KEYS: meta, idx, row. ARGV: id, key, column, delta, -delta, lo, hi,
-// create (1|0), ttl ms, n defaults, default pairs...
+// KEYS: meta, idx, row. ARGV: id, key, column, delta, -delta, lo, hi
+// ('' for an int64 column: HINCRBY checks that range itself), create (1|0),
+// ttl ms, n defaults, default pairs... (only when creating). Returns the new
+// value as an integer, or as text beyond 2^53.
 const Script& IncrScript() {
-  static const Script* s = new Script(WithPrelude(R"lua(
+  // The common case first (a present row that never expires, no create):
+  // two commands and no helper closures, which every call of a script
+  // re-creates. Everything else falls through to the general path.
+  static const Script* s = new Script(absl::StrCat(R"lua(
+if ARGV[8] ~= '1' and redis.call('ZSCORE', KEYS[2], ARGV[2]) == 'inf' then
+  local r = redis.pcall('HINCRBY', KEYS[3], ARGV[3], ARGV[4])
+  if type(r) == 'number' then
+    if ARGV[6] == '' then
+      if r > -9007199254740992 and r < 9007199254740992 then return r end
+      return redis.call('HGET', KEYS[3], ARGV[3])
+    end
+    if r >= tonumber(ARGV[6]) and r <= tonumber(ARGV[7]) then return r end
+    redis.call('HINCRBY', KEYS[3], ARGV[3], ARGV[5])
+    return {err = 'RANGE the result ' .. string.format('%.0f', r) ..
+            ' leaves the column range ' .. ARGV[6] .. '..' .. ARGV[7]}
+  end
+  -- HINCRBY refused (and changed nothing): the general path says why.
+end
+)lua", redis_internal::kLuaPrelude, kTableLua, R"lua(
 local row = KEYS[3]
 local key = ARGV[2]
 local col = ARGV[3]
-local created = present_or_create(row, key, ARGV[8], 11, tonumber(ARGV[10]),
-                                  tonumber(ARGV[9]))
+local created = false
+if ARGV[8] == '1' then
+  created = present_or_create(row, key, '1', 11, tonumber(ARGV[10]),
+                              tonumber(ARGV[9]))
+elseif not present(row, key) then
+  absent('the key is not present')
+end
 local r = redis.pcall('HINCRBY', row, col, ARGV[4])
 if type(r) == 'table' and r.err then
   if created then drop(row, key) end
@@ -224,17 +249,23 @@ if type(r) == 'table' and r.err then
   end
   shmkit_raise('FOREIGN', 'column ' .. col .. ' does not hold an integer')
 end
-local v = redis.call('HGET', row, col)
-if shmkit_dcmp(v, ARGV[6]) < 0 or shmkit_dcmp(v, ARGV[7]) > 0 then
+-- r is a Lua number (a double): exact within 2^53, which covers every
+-- narrow column. An int64 column needs no check beyond HINCRBY's own, but
+-- its value is returned as text when a double could round it.
+if ARGV[6] == '' then
+  if r > -9007199254740992 and r < 9007199254740992 then return r end
+  return redis.call('HGET', row, col)
+end
+if r < tonumber(ARGV[6]) or r > tonumber(ARGV[7]) then
   if created then
     drop(row, key)
   else
     redis.call('HINCRBY', row, col, ARGV[5])
   end
-  shmkit_raise('RANGE', 'the result ' .. v .. ' leaves the column range ' ..
-               ARGV[6] .. '..' .. ARGV[7])
+  shmkit_raise('RANGE', 'the result ' .. string.format('%.0f', r) ..
+               ' leaves the column range ' .. ARGV[6] .. '..' .. ARGV[7])
 end
-return v
+return r
 )lua"));
   return *s;
 }
@@ -599,18 +630,22 @@ class RedisTableBackend final : public internal::TableBackend {
     }
     const std::string row_key = RowKey(key);
     const std::string d = absl::StrCat(delta);
-    // -delta, only needed (and only representable) for narrow columns.
-    const std::string nd = bits < 64 ? absl::StrCat(-delta) : "0";
-    const std::string lo_s = absl::StrCat(lo), hi_s = absl::StrCat(hi);
+    // -delta and the bounds, only needed (and -delta only representable)
+    // for narrow columns.
+    const std::string nd = bits < 64 ? absl::StrCat(-delta) : "";
+    const std::string lo_s = bits < 64 ? absl::StrCat(lo) : "";
+    const std::string hi_s = bits < 64 ? absl::StrCat(hi) : "";
     const std::string ttl = TtlArg(options.ttl);
     const std::string ndef = absl::StrCat(schema_.column_count());
     std::vector<absl::string_view> args = {
         id_, key, column_names_[c], d, nd, lo_s, hi_s,
         options.create ? "1" : "0", ttl, ndef};
-    AppendDefaults(args);
+    // The zero row, sent only when the call may insert it.
+    if (options.create) AppendDefaults(args);
     const absl::string_view keys[] = {meta_, idx_, row_key};
     absl::StatusOr<Reply> r = client_->Eval(IncrScript(), keys, args);
     if (!r.ok()) return Annotate(r.status(), key);
+    if (IsInteger(r->get())) return IntegerOf(r->get());
     int64_t v = 0;
     if (!IsString(r->get()) || !absl::SimpleAtoi(StringOf(r->get()), &v)) {
       return Unexpected("incr", r->get());

@@ -2,8 +2,10 @@
 
 #include <hiredis/hiredis.h>
 #include <poll.h>
+#include <pthread.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -249,6 +251,14 @@ absl::Status Connection::Fail(absl::string_view what) {
       " (the connection is dropped; the next call reconnects)"));
 }
 
+absl::Status Connection::Timeout(absl::Duration timeout) {
+  broken_ = true;
+  return absl::DeadlineExceededError(absl::StrCat(
+      "redis ", address_, ": no reply within ", absl::FormatDuration(timeout),
+      " (the server is slow or stopped; the command may still run; the "
+      "connection is dropped)"));
+}
+
 absl::Status Connection::Send(absl::Span<const absl::string_view> args) {
   if (broken_) {
     return absl::UnavailableError(
@@ -274,17 +284,26 @@ absl::StatusOr<Reply> Connection::Read(absl::Duration timeout) {
   }
   void* raw = nullptr;
   if (redisGetReplyFromReader(ctx_, &raw) != REDIS_OK) return Fail("read");
+  if (timeout == timeout_) {
+    // The common case: the socket's receive timeout (SO_RCVTIMEO, set to
+    // the command timeout at connect) bounds each blocking read, so no
+    // poll() is needed: one read per reply, as a bare hiredis call does.
+    while (raw == nullptr) {
+      if (redisBufferRead(ctx_) != REDIS_OK) {
+        const int e = errno;
+        if (ctx_->err == REDIS_ERR_IO && (e == EAGAIN || e == EWOULDBLOCK)) {
+          return Timeout(timeout);
+        }
+        return Fail("read");
+      }
+      if (redisGetReplyFromReader(ctx_, &raw) != REDIS_OK) return Fail("read");
+    }
+    return Reply(static_cast<redisReply*>(raw));
+  }
   const absl::Time deadline = absl::Now() + timeout;
   while (raw == nullptr) {
     const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) {
-      broken_ = true;
-      return absl::DeadlineExceededError(absl::StrCat(
-          "redis ", address_, ": no reply within ",
-          absl::FormatDuration(timeout),
-          " (the server is slow or stopped; the command may still run; the "
-          "connection is dropped)"));
-    }
+    if (left <= absl::ZeroDuration()) return Timeout(timeout);
     pollfd p{ctx_->fd, POLLIN, 0};
     const int ms = static_cast<int>(
         std::max<int64_t>(1, absl::ToInt64Milliseconds(left + absl::Microseconds(999))));
@@ -359,6 +378,22 @@ absl::StatusOr<Reply> Connection::Eval(const Script& script,
 
 // ---- Client ----------------------------------------------------------------
 
+namespace {
+
+// Bumped in every fork child, so a pool notices it was inherited without a
+// getpid() system call per command.
+std::atomic<uint64_t> fork_generation{0};
+
+uint64_t ForkGeneration() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    pthread_atfork(nullptr, nullptr, [] { fork_generation.fetch_add(1); });
+  });
+  return fork_generation.load(std::memory_order_relaxed);
+}
+
+}  // namespace
+
 absl::StatusOr<std::shared_ptr<Client>> Client::Create(
     const RedisOptions& options) {
   SHMKIT_ASSIGN_OR_RETURN(RedisAddress address, ParseRedisUrl(options.url));
@@ -368,7 +403,7 @@ absl::StatusOr<std::shared_ptr<Client>> Client::Create(
   }
   auto client =
       std::shared_ptr<Client>(new Client(options, std::move(address)));
-  client->pid_ = getpid();
+  client->generation_ = ForkGeneration();
   // Open one connection now, so a server that is not there is an error at
   // open time (Unavailable naming the address).
   SHMKIT_ASSIGN_OR_RETURN(Lease lease, client->Acquire());
@@ -384,12 +419,12 @@ Client::Lease::~Lease() {
 absl::StatusOr<Client::Lease> Client::Acquire() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const pid_t pid = getpid();
-    if (pid != pid_) {
+    const uint64_t generation = ForkGeneration();
+    if (generation != generation_) {
       // A fork child: the pooled sockets are the parent's. Closing our
       // copies leaves the parent's connections open.
       idle_.clear();
-      pid_ = pid;
+      generation_ = generation;
     }
     if (!idle_.empty()) {
       std::unique_ptr<Connection> c = std::move(idle_.back());
@@ -405,7 +440,7 @@ absl::StatusOr<Client::Lease> Client::Acquire() {
 void Client::Release(std::unique_ptr<Connection> conn) {
   if (conn->broken()) return;
   std::lock_guard<std::mutex> lock(mu_);
-  if (getpid() != pid_ || idle_.size() >= 16) return;
+  if (ForkGeneration() != generation_ || idle_.size() >= 16) return;
   idle_.push_back(std::move(conn));
 }
 

@@ -115,6 +115,7 @@ class Connection {
   absl::Status Send(absl::Span<const absl::string_view> args);
   absl::StatusOr<Reply> Read(absl::Duration timeout);
   absl::Status Fail(absl::string_view what);
+  absl::Status Timeout(absl::Duration timeout);
 
   redisContext* ctx_ = nullptr;
   bool broken_ = false;
@@ -164,7 +165,9 @@ class Client {
   const RedisOptions options_;
   const RedisAddress address_;
   std::mutex mu_;
-  pid_t pid_ = 0;  // the process the pooled connections belong to
+  // The fork generation the pooled connections belong to (a child's
+  // inherited ones are the parent's).
+  uint64_t generation_ = 0;
   std::vector<std::unique_ptr<Connection>> idle_;
 };
 
