@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <set>
@@ -250,6 +251,24 @@ TEST(WorkerPool, CrashLoopRuleStopsRespawningUntilResumed) {
               StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
+// Waits (bounded) until `pid` sleeps in the kernel (state S in
+// /proc/<pid>/stat).
+bool WaitUntilSleeping(pid_t pid, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    std::ifstream f(absl::StrCat("/proc/", pid, "/stat"));
+    std::string stat((std::istreambuf_iterator<char>(f)),
+                     std::istreambuf_iterator<char>());
+    const size_t paren = stat.rfind(')');
+    if (paren != std::string::npos && paren + 2 < stat.size() &&
+        stat[paren + 2] == 'S') {
+      return true;
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return false;
+}
+
 TEST(WorkerPool, AWorkerKilledMidResultNeverYieldsATornResult) {
   SyncPipe sending;
   constexpr size_t kBig = size_t{8} << 20;
@@ -267,7 +286,10 @@ TEST(WorkerPool, AWorkerKilledMidResultNeverYieldsATornResult) {
                         });
   ASSERT_TRUE(pool.ok()) << pool.status();
   ASSERT_TRUE(sending.Wait().has_value());
-  absl::SleepFor(absl::Milliseconds(100));  // the socket buffers fill up
+  // After the signal the only place the worker can sleep is inside the big
+  // Send, once the socket buffers are full: wait for that instead of a
+  // fixed sleep, which a loaded machine can outlast.
+  ASSERT_TRUE(WaitUntilSleeping(pool->workers()[0].pid, absl::Seconds(30)));
   ASSERT_EQ(kill(pool->workers()[0].pid, SIGKILL), 0);
   absl::StatusOr<WorkerResult> r = pool->CollectFor(absl::Seconds(10));
   ASSERT_TRUE(r.ok()) << r.status();
