@@ -22,6 +22,7 @@ namespace shmkit {
 
 namespace internal {
 struct RowLayout;
+class RowMaker;
 class TableCore;
 }  // namespace internal
 
@@ -87,6 +88,7 @@ class Row {
 
  private:
   friend class internal::TableCore;
+  friend class internal::RowMaker;
   bool Holds(uint64_t schema) const {
     return present_ && schema == fingerprint_;
   }

@@ -4,11 +4,13 @@
 
 #include <vector>
 
+#include "absl/base/optimization.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "shmkit/ipc/internal/status_macros.h"
 #include "shmkit/table/internal/layout.h"
+#include "shmkit/table/internal/table_backend.h"
 #include "shmkit/table/internal/table_core.h"
 
 namespace shmkit {
@@ -130,13 +132,19 @@ absl::StatusOr<Table> Table::AttachId(int shmid,
 
 Table::Table() = default;
 Table::Table(std::unique_ptr<TableCore> core) : core_(std::move(core)) {}
+Table::Table(std::unique_ptr<internal::TableBackend> backend)
+    : backend_(std::move(backend)) {}
+Table Table::FromBackend(std::unique_ptr<internal::TableBackend> backend) {
+  return Table(std::move(backend));
+}
 Table::Table(Table&&) noexcept = default;
 Table& Table::operator=(Table&&) noexcept = default;
 Table::~Table() = default;
 
 const Schema& Table::schema() const {
   static const Schema* const kEmpty = new Schema();
-  return core_ != nullptr ? core_->schema() : *kEmpty;
+  if (core_ != nullptr) return core_->schema();
+  return backend_ != nullptr ? backend_->schema() : *kEmpty;
 }
 const Segment& Table::segment() const {
   static const Segment* const kEmpty = new Segment();
@@ -150,12 +158,23 @@ absl::StatusOr<Row> Table::Get(absl::string_view key) const {
 }
 
 absl::StatusOr<bool> Table::Find(absl::string_view key, Row* row) const {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    return backend_->Find(key, row);
+  }
   return core_->FindRow(key, row);
 }
 
 absl::Status Table::Get(absl::string_view key, Row* row) const {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    SHMKIT_ASSIGN_OR_RETURN(bool found, backend_->Find(key, row));
+    if (!found) {
+      return absl::NotFoundError(
+          absl::StrCat("key \"", absl::CEscape(key), "\" not found"));
+    }
+    return absl::OkStatus();
+  }
   SHMKIT_ASSIGN_OR_RETURN(bool found, core_->FindRow(key, row));
   if (!found) {
     return absl::NotFoundError(
@@ -166,7 +185,10 @@ absl::Status Table::Get(absl::string_view key, Row* row) const {
 
 absl::StatusOr<Value> Table::GetColumn(absl::string_view key,
                                        ColumnRef column) const {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    return backend_->GetColumn(key, column);
+  }
   SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
   Row row;
   SHMKIT_ASSIGN_OR_RETURN(
@@ -181,12 +203,27 @@ absl::StatusOr<Value> Table::GetColumn(absl::string_view key,
 absl::Status Table::FindMany(absl::Span<const absl::string_view> keys,
                              absl::Span<Row> rows,
                              absl::Span<bool> found) const {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    // One round trip per key (a pipelined batch is still to come).
+    if (rows.size() != keys.size() || found.size() != keys.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(keys.size(), " keys but ",
+                                                     rows.size(), " rows and ",
+                                                     found.size(), " results"));
+    }
+    for (size_t i = 0; i < keys.size(); ++i) {
+      SHMKIT_ASSIGN_OR_RETURN(found[i], backend_->Find(keys[i], &rows[i]));
+    }
+    return absl::OkStatus();
+  }
   return core_->FindMany(keys, rows, found);
 }
 
 absl::StatusOr<bool> Table::Exists(absl::string_view key) const {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    return backend_->Exists(key);
+  }
   return core_->Read(key, TableCore::CopyWhat::kNothing, -1, nullptr);
 }
 
@@ -198,7 +235,10 @@ absl::Status Table::Set(absl::string_view key,
 absl::Status Table::Set(absl::string_view key,
                         absl::Span<const FieldValue> values,
                         const SetOptions& options) {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    return backend_->Write(key, values, internal::BackendWrite::kSet, options);
+  }
   SHMKIT_ASSIGN_OR_RETURN(Fields fields, Resolve(core_->schema(), values));
   return core_->Write(key, fields, WriteMode::kSet, options);
 }
@@ -210,7 +250,10 @@ absl::Status Table::Add(absl::string_view key,
 absl::Status Table::Add(absl::string_view key,
                         absl::Span<const FieldValue> values,
                         const SetOptions& options) {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    return backend_->Write(key, values, internal::BackendWrite::kAdd, options);
+  }
   SHMKIT_ASSIGN_OR_RETURN(Fields fields, Resolve(core_->schema(), values));
   return core_->Write(key, fields, WriteMode::kAdd, options);
 }
@@ -223,26 +266,40 @@ absl::Status Table::Update(absl::string_view key,
 absl::Status Table::Update(absl::string_view key,
                            absl::Span<const FieldValue> values,
                            const SetOptions& options) {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    return backend_->Write(key, values, internal::BackendWrite::kUpdate,
+                           options);
+  }
   SHMKIT_ASSIGN_OR_RETURN(Fields fields, Resolve(core_->schema(), values));
   return core_->Write(key, fields, WriteMode::kUpdate, options);
 }
 
 absl::Status Table::Del(absl::string_view key) {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    return backend_->Delete(key, nullptr);
+  }
   return core_->Delete(key, nullptr);
 }
 
 absl::StatusOr<Row> Table::GetAndDelete(absl::string_view key) {
   Row row;
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    SHMKIT_RETURN_IF_ERROR(backend_->Delete(key, &row));
+    return row;
+  }
   SHMKIT_RETURN_IF_ERROR(core_->Delete(key, &row));
   return row;
 }
 
 absl::StatusOr<int64_t> Table::Incr(absl::string_view key, ColumnRef column,
                                     int64_t delta, const IncrOptions& options) {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    return backend_->Incr(key, column, delta, options);
+  }
   SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
   return core_->IncrementInt(key, c, delta, options);
 }
@@ -258,7 +315,10 @@ absl::StatusOr<int64_t> Table::Decr(absl::string_view key, ColumnRef column,
 absl::StatusOr<double> Table::IncrFloat(absl::string_view key, ColumnRef column,
                                         double delta,
                                         const IncrOptions& options) {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    return backend_->IncrFloat(key, column, delta, options);
+  }
   SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
   if (!std::isfinite(delta)) {
     return absl::InvalidArgumentError(
@@ -271,23 +331,38 @@ absl::StatusOr<bool> Table::CompareAndSet(absl::string_view key,
                                           ColumnRef column,
                                           const Value& expected,
                                           const Value& desired) {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    return backend_->CompareAndSet(key, column, expected, desired);
+  }
   SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
   return core_->CompareAndSet(key, c, expected, desired);
 }
 
 absl::Status Table::Clear() {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    return backend_->Clear();
+  }
   return core_->Clear();
 }
 absl::StatusOr<uint64_t> Table::Sweep() {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    return backend_->Sweep();
+  }
   return core_->Sweep();
 }
-uint64_t Table::Count() const { return core_ != nullptr ? core_->Count() : 0; }
+uint64_t Table::Count() const {
+  if (core_ != nullptr) return core_->Count();
+  return backend_ != nullptr ? backend_->Count() : 0;
+}
 
 absl::Status Table::ForEach(absl::FunctionRef<bool(const Row&)> fn) const {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    return backend_->ForEach(fn);
+  }
   uint64_t cursor = 0;
   std::vector<Row> rows;
   do {
@@ -301,7 +376,10 @@ absl::Status Table::ForEach(absl::FunctionRef<bool(const Row&)> fn) const {
 }
 
 absl::StatusOr<ScanPage> Table::Scan(uint64_t cursor, size_t max_rows) const {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    return backend_->Scan(cursor, max_rows);
+  }
   ScanPage page;
   SHMKIT_ASSIGN_OR_RETURN(page.next_cursor,
                           core_->ScanBuckets(cursor, max_rows, &page.rows));
@@ -309,21 +387,31 @@ absl::StatusOr<ScanPage> Table::Scan(uint64_t cursor, size_t max_rows) const {
 }
 
 TableStats Table::Stats() const {
-  return core_ != nullptr ? core_->Stats() : TableStats{};
+  if (core_ != nullptr) return core_->Stats();
+  return backend_ != nullptr ? backend_->Stats() : TableStats{};
 }
 TableInspection Table::Inspect() const {
   return core_ != nullptr ? core_->Inspect() : TableInspection{};
 }
 absl::StatusOr<uint64_t> Table::Recover() {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    return uint64_t{0};  // the server applies each call whole
+  }
   return core_->Recover();
 }
 absl::Status Table::CheckConsistency() const {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    return backend_->CheckConsistency();
+  }
   return core_->CheckConsistency();
 }
 absl::Status Table::Remove() {
-  if (core_ == nullptr) return NotOpen();
+  if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
+    if (backend_ == nullptr) return NotOpen();
+    return backend_->Remove();
+  }
   return core_->segment().Remove();
 }
 

@@ -204,7 +204,8 @@ struct TableInspection {
 
 namespace internal {
 class TableCore;
-}
+class TableBackend;
+}  // namespace internal
 
 class Table {
  public:
@@ -231,7 +232,7 @@ class Table {
   ~Table();
 
   // Whether this handle has a table (false for an empty or moved-from one).
-  bool is_open() const { return core_ != nullptr; }
+  bool is_open() const { return core_ != nullptr || backend_ != nullptr; }
   // The schema (an empty one, no columns, when !is_open()).
   const Schema& schema() const;
 
@@ -327,11 +328,20 @@ class Table {
   // Removes a keyed table (attached processes keep using it until they
   // detach).
   absl::Status Remove();
+  // Shared-memory tables only (not one from FromBackend()).
   const Segment& segment() const;
+
+  // For backend libraries (redis/redis_table.h): a Table whose storage is
+  // `backend` instead of a shared-memory segment. Inspect() of such a table
+  // is empty and Recover() finds nothing to recover.
+  static Table FromBackend(std::unique_ptr<internal::TableBackend> backend);
 
  private:
   explicit Table(std::unique_ptr<internal::TableCore> core);
+  explicit Table(std::unique_ptr<internal::TableBackend> backend);
   std::unique_ptr<internal::TableCore> core_;
+  // Set instead of core_ for other storage; every method tests it first.
+  std::unique_ptr<internal::TableBackend> backend_;
 };
 
 }  // namespace shmkit

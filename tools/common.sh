@@ -5,11 +5,14 @@ SHMKIT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Debian packages shmkit needs to build, test and benchmark. Boost is for
 # comparison benchmarks only; php, curl and wrk are test tools, and python3
-# checks the JSON and SVG the shmkit tool prints (tests/tools).
+# checks the JSON and SVG the shmkit tool prints (tests/tools). hiredis is the
+# Redis backend's client; redis-server is started by its tests on a loopback
+# port in a temporary directory (never the system service).
 SHMKIT_PACKAGES=(
   g++ cmake ninja-build pkg-config
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev libboost-dev
   php8.2-cli curl wrk procps python3
+  libhiredis-dev redis-server
 )
 # The PHP extension (bindings/php): headers and run-tests.php, PHP-FPM and a
 # FastCGI client for its FPM test, APCu as its benchmark baseline.

@@ -1,5 +1,7 @@
 #include "shmkit/ipc/queue/factory.h"
 
+#include <mutex>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "shmkit/ipc/queue/fifo_queue.h"
@@ -49,17 +51,74 @@ constexpr Backend kBackends[] = {
      "backlog=N, connect_ms=N, linger_ms=N"},
 };
 
+// Schemes added at run time (RegisterQueueScheme). Read on every open,
+// which is not a hot path.
+struct Registered {
+  QueueScheme scheme;
+  OpenFn open;
+};
+std::mutex& RegistryMutex() {
+  static std::mutex* mu = new std::mutex;
+  return *mu;
+}
+std::vector<Registered>& Registry() {
+  static std::vector<Registered>* r = new std::vector<Registered>;
+  return *r;
+}
+
 }  // namespace
+
+absl::Status RegisterQueueScheme(QueueScheme scheme, QueueOpenFn open) {
+  if (open == nullptr) {
+    return absl::InvalidArgumentError("RegisterQueueScheme: null opener");
+  }
+  if (scheme.scheme.empty() ||
+      scheme.scheme.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") !=
+          std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "queue scheme \"", scheme.scheme, "\" must be [a-z0-9_]+"));
+  }
+  for (const Backend& backend : kBackends) {
+    if (backend.scheme == scheme.scheme) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "queue scheme \"", scheme.scheme, "\" is built in"));
+    }
+  }
+  std::lock_guard<std::mutex> lock(RegistryMutex());
+  for (const Registered& r : Registry()) {
+    if (r.scheme.scheme == scheme.scheme) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "queue scheme \"", scheme.scheme, "\" is already registered"));
+    }
+  }
+  Registry().push_back({std::move(scheme), open});
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<Queue>> OpenQueue(const QueueSpec& spec) {
   for (const Backend& backend : kBackends) {
     if (backend.scheme == spec.scheme) return backend.open(spec);
   }
-  std::vector<absl::string_view> known;
-  for (const Backend& backend : kBackends) known.push_back(backend.scheme);
+  OpenFn open = nullptr;
+  std::vector<std::string> known;
+  for (const Backend& backend : kBackends) {
+    known.push_back(std::string(backend.scheme));
+  }
+  {
+    std::lock_guard<std::mutex> lock(RegistryMutex());
+    for (const Registered& r : Registry()) {
+      if (r.scheme.scheme == spec.scheme) open = r.open;
+      known.push_back(r.scheme.scheme);
+    }
+  }
+  if (open != nullptr) return open(spec);
   return absl::InvalidArgumentError(absl::StrCat(
       "queue spec \"", spec.text, "\": unknown scheme \"", spec.scheme,
-      "\" (known: ", absl::StrJoin(known, ", "), ")"));
+      "\" (known: ", absl::StrJoin(known, ", "), ")",
+      spec.scheme == "redis"
+          ? "; redis queues need shmkit::RegisterRedisQueueScheme() "
+            "(shmkit::redis)"
+          : ""));
 }
 
 absl::StatusOr<std::unique_ptr<Queue>> OpenQueue(absl::string_view spec) {
@@ -73,6 +132,8 @@ std::vector<QueueScheme> QueueSchemes() {
   for (const Backend& backend : kBackends) {
     out.push_back({std::string(backend.scheme), std::string(backend.summary)});
   }
+  std::lock_guard<std::mutex> lock(RegistryMutex());
+  for (const Registered& r : Registry()) out.push_back(r.scheme);
   return out;
 }
 

@@ -12,6 +12,11 @@
 // Each backend's header lists its keys. A bad spec (unknown scheme,
 // unknown or malformed key, bad value) is InvalidArgument naming the bad
 // part, and nothing is created.
+//
+// Backends that live outside ipc/ (and would pull their dependencies into
+// it) add their scheme at run time with RegisterQueueScheme(): for example
+// shmkit::RegisterRedisQueueScheme() (redis/redis_queue.h) makes every
+// OpenQueue() caller, tools included, understand "redis:..." specs.
 #ifndef SHMKIT_IPC_QUEUE_FACTORY_H_
 #define SHMKIT_IPC_QUEUE_FACTORY_H_
 
@@ -35,6 +40,14 @@ struct QueueScheme {
   std::string summary;
 };
 std::vector<QueueScheme> QueueSchemes();
+
+// Adds a scheme that OpenQueue() dispatches to `open`, and QueueSchemes()
+// lists. AlreadyExists for a scheme already known (built in or added);
+// InvalidArgument for a name outside [a-z0-9_] or a null `open`.
+// Thread-safe.
+using QueueOpenFn =
+    absl::StatusOr<std::unique_ptr<Queue>> (*)(const QueueSpec& spec);
+absl::Status RegisterQueueScheme(QueueScheme scheme, QueueOpenFn open);
 
 }  // namespace shmkit
 

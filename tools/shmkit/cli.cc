@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "shmkit/redis/redis_queue.h"
 #include "tools/shmkit/common_flags.h"
 
 ABSL_FLAG(bool, json, false, "Print the output as JSON instead of text.");
@@ -279,6 +280,11 @@ std::string TopLevelHelp(const std::vector<Command>& commands) {
 }
 
 int Main(int argc, char** argv) {
+  // "redis:" queue specs for send, recv and bench (redis/redis_queue.h).
+  if (absl::Status st = RegisterRedisQueueScheme(); !st.ok()) {
+    PrintErr(absl::StrCat("shmkit: ", st.ToString(), "\n"));
+    return kExitFailure;
+  }
   const std::vector<Command> commands = AllCommands();
   if (argc < 2) {
     PrintErr(

@@ -9,6 +9,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -46,6 +47,10 @@ ABSL_FLAG(bool, baselines, true,
 ABSL_FLAG(std::string, svg, "",
           "Also write a self-contained SVG chart of ops/s per workload to "
           "this file.");
+ABSL_FLAG(std::string, backend, "",
+          "A redis:// URL: the table workloads also run on a Redis table in "
+          "that server, beside the shared-memory one, with raw hiredis "
+          "(GET / SET / INCRBY) as the baseline the ratios refer to.");
 ABSL_FLAG(bool, detail, false,
           "Text output: add one latency row per operation kind (get/set, "
           "send/recv).");
@@ -116,6 +121,11 @@ absl::Status RunBench(const Invocation& inv) {
   o.msg_bytes = absl::GetFlag(FLAGS_msg_bytes);
   o.sample_every = absl::GetFlag(FLAGS_sample_every);
   o.baselines = absl::GetFlag(FLAGS_baselines);
+  o.backend = absl::GetFlag(FLAGS_backend);
+  if (!o.backend.empty() && !absl::StartsWith(o.backend, "redis://")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--backend \"", o.backend, "\": expected a redis:// URL"));
+  }
   o.progress = isatty(STDOUT_FILENO) == 1;
 
   std::vector<std::string> names = inv.args;
@@ -250,7 +260,8 @@ std::vector<Command> BenchCommands() {
                .details = BenchDetails(),
                .flags = {"workers", "duration", "ops", "table_capacity",
                          "preload", "key_bytes", "session_ttl", "msg_bytes",
-                         "sample_every", "baselines", "json", "svg", "detail"},
+                         "sample_every", "baselines", "json", "svg", "detail",
+                         "backend"},
                .min_args = 0,
                .max_args = -1,
                .run = RunBench});

@@ -20,6 +20,7 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -85,7 +86,24 @@ std::string KindOf(const SegmentView& view) {
   return std::string(ObjectKindName(view.info->kind));
 }
 
+absl::StatusOr<RedisTableRef> ParseRedisTableRef(absl::string_view object) {
+  const size_t hash = object.rfind('#');
+  if (!absl::StartsWith(object, "redis://") ||
+      hash == absl::string_view::npos || hash + 1 == object.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "\"", object, "\": a Redis table is redis://host:port/db#NAME"));
+  }
+  return RedisTableRef{std::string(object.substr(0, hash)),
+                       std::string(object.substr(hash + 1))};
+}
+
 absl::StatusOr<Table> OpenTable(absl::string_view object, bool read_only) {
+  if (absl::StartsWith(object, "redis://")) {
+    // Redis tables have no read-only attach: the tool only reads for
+    // get and dump.
+    SHMKIT_ASSIGN_OR_RETURN(RedisTableRef ref, ParseRedisTableRef(object));
+    return AttachRedisTable(ref.url, ref.name);
+  }
   SHMKIT_ASSIGN_OR_RETURN(ObjectRef ref, ParseObjectRef(object));
   if (ref.space != IpcSpace::kShm) {
     return absl::InvalidArgumentError(

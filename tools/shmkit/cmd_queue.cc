@@ -61,7 +61,8 @@ absl::StatusOr<std::unique_ptr<Queue>> OpenNamedQueue(absl::string_view text) {
   SHMKIT_ASSIGN_OR_RETURN(QueueSpec spec, ParseQueueSpec(text));
   bool named = false;
   for (const QueueSpecParam& p : spec.params) {
-    named = named || p.key == "key" || p.key == "id" || p.key == "path";
+    named = named || p.key == "key" || p.key == "id" || p.key == "path" ||
+            (spec.scheme == "redis" && p.key == "name");
   }
   if (!named) {
     return absl::InvalidArgumentError(absl::StrCat(

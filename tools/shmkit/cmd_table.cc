@@ -11,6 +11,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -191,17 +193,9 @@ void RowJson(const Row& row, JsonWriter& json) {
 // ---------------------------------------------------------------------------
 // create
 
-absl::Status RunCreate(const Invocation& inv) {
-  if (!inv.Given("key")) {
-    return absl::InvalidArgumentError(
-        "--key is required (an anonymous table would vanish when shmkit "
-        "exits)");
-  }
-  SHMKIT_ASSIGN_OR_RETURN(IpcKey key, IpcKey::Parse(absl::GetFlag(FLAGS_key)));
-  if (key.is_private()) {
-    return absl::InvalidArgumentError(
-        "--key: a private key would vanish when shmkit exits");
-  }
+// The schema --column, --max-key-bytes and --with-ttl describe (and the
+// --capacity every create needs).
+absl::StatusOr<Schema> SchemaFromFlags(const Invocation& inv) {
   const std::vector<std::string> columns = absl::GetFlag(FLAGS_column);
   if (columns.empty()) {
     return absl::InvalidArgumentError("at least one --column is required");
@@ -216,7 +210,49 @@ absl::Status RunCreate(const Invocation& inv) {
   }
   builder.MaxKeyBytes(absl::GetFlag(FLAGS_max_key_bytes));
   builder.WithTtl(absl::GetFlag(FLAGS_with_ttl));
-  SHMKIT_ASSIGN_OR_RETURN(Schema schema, builder.Build());
+  return builder.Build();
+}
+
+// create --key redis://host:port/db#NAME: a table in a Redis server.
+absl::Status CreateRedis(const Invocation& inv, absl::string_view object) {
+  SHMKIT_ASSIGN_OR_RETURN(RedisTableRef ref, ParseRedisTableRef(object));
+  SHMKIT_ASSIGN_OR_RETURN(Schema schema, SchemaFromFlags(inv));
+  SHMKIT_ASSIGN_OR_RETURN(
+      Table table,
+      OpenRedisTable(ref.url, ref.name, schema,
+                     {.capacity = absl::GetFlag(FLAGS_capacity),
+                      .open = OpenMode::kCreate}));
+  if (absl::GetFlag(FLAGS_json)) {
+    JsonWriter json;
+    json.BeginObject();
+    json.Key("kind").String("redis-table");
+    json.Key("name").String(ref.name);
+    json.Key("schema").String(schema.DebugString());
+    json.Key("capacity").Uint(table.Stats().capacity);
+    json.EndObject();
+    Print(json.str());
+    Print("\n");
+  } else {
+    Print(absl::StrFormat("created redis table %s: %s; %d rows\n", ref.name,
+                          schema.DebugString(), table.Stats().capacity));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunCreate(const Invocation& inv) {
+  if (!inv.Given("key")) {
+    return absl::InvalidArgumentError(
+        "--key is required (an anonymous table would vanish when shmkit "
+        "exits)");
+  }
+  const std::string key_text = absl::GetFlag(FLAGS_key);
+  if (absl::StartsWith(key_text, "redis://")) return CreateRedis(inv, key_text);
+  SHMKIT_ASSIGN_OR_RETURN(IpcKey key, IpcKey::Parse(key_text));
+  if (key.is_private()) {
+    return absl::InvalidArgumentError(
+        "--key: a private key would vanish when shmkit exits");
+  }
+  SHMKIT_ASSIGN_OR_RETURN(Schema schema, SchemaFromFlags(inv));
   const std::string mode_text = absl::GetFlag(FLAGS_mode);
   char* end = nullptr;
   const unsigned long mode = std::strtoul(mode_text.c_str(), &end, 8);
@@ -382,11 +418,15 @@ absl::Status RunDump(const Invocation& inv) {
   // table's size.
   constexpr size_t kPageRows = 1024;
   uint64_t cursor = 0, printed = 0;
+  const bool redis = absl::StartsWith(inv.args[0], "redis://");
+  absl::flat_hash_set<std::string> seen;
   std::string out;
   do {
     SHMKIT_ASSIGN_OR_RETURN(ScanPage page, table.Scan(cursor, kPageRows));
     for (const Row& row : page.rows) {
       if (limit != 0 && printed == limit) break;
+      // Redis scan pages may repeat a row (redis_table.h): print it once.
+      if (redis && !seen.insert(std::string(row.key())).second) continue;
       if (format == "jsonl") {
         JsonWriter json;
         RowJson(row, json);
@@ -425,6 +465,9 @@ std::vector<Command> TableCommands() {
                .args = "",
                .summary = "Create a keyed table from flags.",
                .details =
+                   "A --key of the form redis://host:port/db#NAME creates the table in a "
+                   "Redis server (the other commands take that form as "
+                   "OBJECT too).\n"
                    "Example:\n  shmkit create --key 0x5eed --capacity 100000 "
                    "--column hits:int64 \\\n      --column user:string:32 "
                    "--max-key-bytes 64\nThe table persists until "

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "shmkit/ipc/object.h"
+#include "shmkit/redis/redis_table.h"
 #include "shmkit/table/table.h"
 #include "tools/shmkit/sysv_objects.h"
 #include "tools/shmkit/text.h"
@@ -34,8 +35,16 @@ absl::StatusOr<SegmentView> ViewSegment(const SysvEntry& entry);
 
 // Attaches the table named by OBJECT (a segment key or id), accepting any
 // permission bits (the owner must still be us). FailedPrecondition when the
-// segment is not a table.
+// segment is not a table. OBJECT may also name a Redis table:
+// redis://host:port/db#NAME (redis/redis_table.h).
 absl::StatusOr<Table> OpenTable(absl::string_view object, bool read_only);
+
+// A Redis table named on the command line: redis://host:port/db#NAME.
+struct RedisTableRef {
+  std::string url;
+  std::string name;
+};
+absl::StatusOr<RedisTableRef> ParseRedisTableRef(absl::string_view object);
 
 // "table", "atomic-counter"... or "segment" for non-shmkit segments.
 std::string KindOf(const SegmentView& view);

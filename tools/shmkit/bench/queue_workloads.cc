@@ -50,6 +50,8 @@
 #include "shmkit/ipc/segment.h"
 #include "shmkit/ipc/unique_fd.h"
 #include "tools/shmkit/bench/bench_common.h"
+#include "tools/shmkit/bench/raw_redis.h"
+#include "tools/shmkit/bench/table_shape.h"
 #include "tools/shmkit/bench/workload.h"
 
 #if __has_include("shmkit/ipc/queue/factory.h")
@@ -433,13 +435,84 @@ class RawQueue final : public Variant {
   DoneWord done_;
 };
 
+// ---------------------------------------------------------------------------
+// Raw Redis: RPUSH / BLPOP on a plain list, the message type in the first
+// byte. The baseline of "queue:redis:...".
+
+class RawRedisQueue final : public Variant {
+ public:
+  RawRedisQueue(std::string url, const BenchOptions& options)
+      : url_(std::move(url)),
+        roles_(RolesFor(options.workers)),
+        msg_bytes_(options.msg_bytes) {}
+  std::string name() const override { return "hiredis"; }
+  bool is_baseline() const override { return true; }
+  std::vector<std::string> kinds() const override { return {"send", "recv"}; }
+  absl::Status Setup() override {
+    list_ = UniqueBenchName("rawq");
+    return done_.Create();
+  }
+  void Adjust(RunConfig& config) override {
+    config.workers = roles_.producers + roles_.consumers;
+  }
+  WorkerHooks Hooks() override {
+    WorkerHooks hooks;
+    hooks.prepare = [this](WorkerContext&) -> absl::Status {
+      SHMKIT_ASSIGN_OR_RETURN(conn_, RawRedis::Connect(url_));
+      return absl::OkStatus();
+    };
+    hooks.work = [this](WorkerContext& ctx) {
+      std::string frame(msg_bytes_ + 1, 'm');
+      std::string got, error;
+      QueueWork(
+          ctx, roles_, done_,
+          [&](int64_t type) {
+            frame[0] = static_cast<char>(type);
+            const absl::string_view body =
+                type == kDataType ? absl::string_view(frame)
+                                  : absl::string_view(frame).substr(0, 1);
+            if (!conn_->Run({"RPUSH", list_, body}, nullptr, &error)) {
+              ctx.Error(error);
+              return false;
+            }
+            return true;
+          },
+          [&](int64_t* type) {
+            if (!conn_->Run({"BLPOP", list_, "0"}, &got, &error) ||
+                got.empty()) {
+              ctx.Error(error.empty() ? "BLPOP: empty reply" : error);
+              return false;
+            }
+            *type = static_cast<unsigned char>(got[0]);
+            return true;
+          });
+    };
+    return hooks;
+  }
+  void Teardown() override {
+    absl::StatusOr<std::unique_ptr<RawRedis>> c = RawRedis::Connect(url_);
+    std::string error;
+    if (c.ok()) (void)(*c)->Run({"DEL", list_}, nullptr, &error);
+    done_.Reset();
+  }
+
+ private:
+  const std::string url_;
+  Roles roles_;
+  uint32_t msg_bytes_;
+  std::string list_;
+  std::unique_ptr<RawRedis> conn_;  // a worker's own (after fork)
+  DoneWord done_;
+};
+
 }  // namespace
 
 absl::StatusOr<Workload> MakeQueueWorkload(absl::string_view spec,
                                            const BenchOptions& options) {
   SHMKIT_ASSIGN_OR_RETURN(QueueSpec parsed, ParseQueueSpec(spec));
   for (const QueueSpecParam& p : parsed.params) {
-    if (p.key == "key" || p.key == "id" || p.key == "path") {
+    if (p.key == "key" || p.key == "id" || p.key == "path" ||
+        (parsed.scheme == "redis" && p.key == "name")) {
       return absl::InvalidArgumentError(
           absl::StrCat("queue:", spec,
                        ": shmkit bench runs on fresh anonymous objects; "
@@ -463,6 +536,19 @@ absl::StatusOr<Workload> MakeQueueWorkload(absl::string_view spec,
           "--msg-bytes ", options.msg_bytes, " exceeds what queue:", spec,
           " carries (", max, " bytes)"));
     }
+  }
+  if (parsed.scheme == "redis") {
+    std::string url = "redis://127.0.0.1:6379/0";
+    for (const QueueSpecParam& p : parsed.params) {
+      if (p.key == "url") url = p.value;
+    }
+    Workload w;
+    w.name = absl::StrCat("queue:", spec);
+    w.variants.push_back(
+        std::make_unique<ShmkitQueue>(std::string(spec), options));
+    w.variants.push_back(std::make_unique<RawRedisQueue>(url, options));
+    w.ratio_base = "hiredis";
+    return w;
   }
   RawKind raw;
   if (parsed.scheme == "sysv") {

@@ -22,6 +22,11 @@ std::string NsPerOp(double ns) {
 std::string Ratio(const VariantResult& r) {
   if (r.ratio <= 0) return "-";
   if (r.variant == r.ratio_base) return "1.00 (base)";
+  // Far below 1 (shared memory against a Redis round trip), two decimals
+  // would print 0.00: show the significant digits instead.
+  if (r.ratio > 0 && r.ratio < 0.01) {
+    return absl::StrFormat("%.2gx %s", r.ratio, r.ratio_base);
+  }
   return absl::StrFormat("%.2fx %s", r.ratio, r.ratio_base);
 }
 

@@ -4,6 +4,7 @@
 #define SHMKIT_TOOLS_SHMKIT_BENCH_TABLE_SHAPE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -12,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "shmkit/table/schema.h"
+#include "shmkit/table/table.h"
 #include "tools/shmkit/bench/workload.h"
 
 namespace shmkit::cli::bench {
@@ -107,6 +109,20 @@ class TableShapedVariant : public Variant {
 
   const TableShape shape_;
 };
+
+// How a table variant makes its table (the shared-memory one: Table::Create).
+using TableOpener =
+    std::function<absl::StatusOr<Table>(const Schema& schema, uint64_t capacity)>;
+
+// "shmkit-bench-<what>-<pid>-<n>": a name no other run uses, for objects in
+// a Redis server.
+std::string UniqueBenchName(absl::string_view what);
+
+// The raw hiredis baseline of --backend=redis://... (redis_workloads.cc):
+// GET / SET / INCRBY on plain keys, one command per operation, doing what
+// the table workload's Get / Set / Incr do. Read mixes and hot-key only.
+std::unique_ptr<Variant> MakeHiredisVariant(const TableShape& shape,
+                                            std::string url);
 
 // The Boost variant (boost_map.cc): a boost::unordered_map in a
 // Boost.Interprocess managed buffer under one interprocess_mutex. Without

@@ -13,6 +13,7 @@
 #include "shmkit/ipc/internal/status_macros.h"
 #include "shmkit/ipc/segment.h"
 #include "shmkit/table/schema.h"
+#include "shmkit/redis/redis_table.h"
 #include "shmkit/table/table.h"
 #include "tools/shmkit/bench/bench_common.h"
 #include "tools/shmkit/bench/table_shape.h"
@@ -79,18 +80,27 @@ void CapacityNotes(const TableShape& shape, const RunResult& run,
 
 class TableVariant final : public TableShapedVariant {
  public:
-  explicit TableVariant(TableShape shape)
-      : TableShapedVariant(std::move(shape)) {}
-  std::string name() const override { return "shmkit"; }
+  // `open`: how the table is made (null: a shared-memory table).
+  TableVariant(TableShape shape, std::string name = "shmkit",
+               TableOpener open = nullptr)
+      : TableShapedVariant(std::move(shape)),
+        name_(std::move(name)),
+        open_(std::move(open)) {}
+  std::string name() const override { return name_; }
 
   absl::Status Setup() override {
     SHMKIT_ASSIGN_OR_RETURN(Schema schema, ShapeSchema(shape_));
-    TableOptions options;
-    options.capacity = shape_.capacity;
-    options.registry_slots =
-        static_cast<uint32_t>(std::max(256, shape_.workers + 16));
-    SHMKIT_ASSIGN_OR_RETURN(Table table, Table::Create(schema, options));
-    table_.emplace(std::move(table));
+    if (open_ != nullptr) {
+      SHMKIT_ASSIGN_OR_RETURN(Table table, open_(schema, shape_.capacity));
+      table_.emplace(std::move(table));
+    } else {
+      TableOptions options;
+      options.capacity = shape_.capacity;
+      options.registry_slots =
+          static_cast<uint32_t>(std::max(256, shape_.workers + 16));
+      SHMKIT_ASSIGN_OR_RETURN(Table table, Table::Create(schema, options));
+      table_.emplace(std::move(table));
+    }
     const uint64_t preload =
         shape_.shape == Shape::kCapacity ? 0 : shape_.preload;
     std::vector<char> key(shape_.key_bytes);
@@ -155,7 +165,11 @@ class TableVariant final : public TableShapedVariant {
     return absl::OkStatus();
   }
 
-  void Teardown() override { table_.reset(); }
+  void Teardown() override {
+    // A table opened elsewhere (a Redis server) outlives this process.
+    if (open_ != nullptr && table_.has_value()) (void)table_->Remove();
+    table_.reset();
+  }
 
  private:
   void Work(WorkerContext& ctx) override {
@@ -233,6 +247,8 @@ class TableVariant final : public TableShapedVariant {
     }
   }
 
+  const std::string name_;
+  const TableOpener open_;
   std::optional<Table> table_;
 };
 
@@ -400,6 +416,10 @@ absl::StatusOr<Workload> MakeTableWorkload(absl::string_view name,
     shape.shape = Shape::kReadMix;
     shape.read_percent = name == "read-heavy" ? 99 : name == "mixed" ? 90 : 50;
     shape.kinds = {"get", "set"};
+  } else if (name == "get-only" || name == "set-only") {
+    shape.shape = Shape::kReadMix;
+    shape.read_percent = name == "get-only" ? 100 : 0;
+    shape.kinds = {"get", "set"};
   } else if (name == "hot-key") {
     shape.shape = Shape::kHotKey;
     shape.kinds = {"incr"};
@@ -437,7 +457,22 @@ absl::StatusOr<Workload> MakeTableWorkload(absl::string_view name,
   w.ratio_base = "floor";
   w.variants.push_back(std::make_unique<TableVariant>(shape));
   w.variants.push_back(std::make_unique<FloorVariant>(shape));
-  w.variants.push_back(MakeBoostVariant(shape));
+  if (options.backend.empty()) {
+    w.variants.push_back(MakeBoostVariant(shape));
+    return w;
+  }
+  // --backend=redis://...: the same table over Redis, and raw hiredis
+  // doing the equivalent single command, which the ratios refer to.
+  const std::string url = options.backend;
+  w.variants.push_back(std::make_unique<TableVariant>(
+      shape, "redis", [url](const Schema& schema, uint64_t capacity) {
+        return OpenRedisTable(url, UniqueBenchName("table"), schema,
+                              {.capacity = capacity,
+                               .open = OpenMode::kCreate,
+                               .command_timeout = absl::Seconds(10)});
+      }));
+  w.variants.push_back(MakeHiredisVariant(shape, url));
+  w.ratio_base = "hiredis";
   return w;
 }
 

@@ -20,6 +20,8 @@ std::vector<std::pair<std::string, std::string>> WorkloadNames() {
       {"read-heavy", "99 % Get, 1 % Set of preloaded keys"},
       {"mixed", "90 % Get, 10 % Set"},
       {"write-heavy", "50 % Get, 50 % Set"},
+      {"get-only", "100 % Get of preloaded keys"},
+      {"set-only", "100 % Set (update) of preloaded keys"},
       {"hot-key", "every worker increments one row"},
       {"ttl-churn",
        "sessions with a TTL (--session-ttl): 90 % Get, re-created when "
@@ -31,8 +33,9 @@ std::vector<std::pair<std::string, std::string>> WorkloadNames() {
       {"counter:sem", "SemCounter::Add(1) vs a raw semop pair around an add"},
       {"queue:<spec>",
        "half the workers send, half receive, through the queue of <spec> "
-       "(e.g. queue:sysv, queue:ring:slots=4096,slot_bytes=256), vs the "
-       "transport's raw system calls"},
+       "(e.g. queue:sysv, queue:ring:slots=4096,slot_bytes=256, "
+       "queue:redis:url=redis://127.0.0.1:6379/0,private), vs the "
+       "transport's raw system calls (redis: RPUSH / BLPOP)"},
   };
 }
 

@@ -16,7 +16,14 @@
 //   counter:atomic  AtomicCounter::Add(1)          raw fetch_add
 //   counter:sem     SemCounter::Add(1)             raw semop pair + add
 //   queue:<spec>    producers Send, consumers      raw syscalls of the
-//                   Receive                        same transport
+//                   Receive                        same transport (redis:
+//                                                  RPUSH / BLPOP)
+//   get-only,       100 % Get, 100 % Set           floor, boost
+//   set-only
+//
+// With --backend=redis://URL, each table workload also runs on a Redis
+// table ("redis") and on raw hiredis ("hiredis": GET / SET / INCRBY on plain
+// keys), and the ratios refer to hiredis; Boost is left out.
 //
 // Table workloads use workload W's shape: 16-byte keys (hex of the key
 // index), rows of int64 + float64 + string(64), capacity 1,000,000 with
@@ -60,6 +67,9 @@ struct BenchOptions {
   absl::Duration session_ttl = absl::Milliseconds(200);
   uint32_t msg_bytes = 64;
   bool baselines = true;
+  // --backend: empty, or a redis:// URL whose server the table workloads
+  // also run on (with a raw hiredis baseline) and queue workloads may name.
+  std::string backend;
   // Set by a signal handler to abandon the run (see RunConfig).
   const std::atomic<bool>* interrupted = nullptr;
 };
@@ -143,6 +153,10 @@ absl::StatusOr<Workload> MakeTableWorkload(absl::string_view name,
 absl::StatusOr<Workload> MakeCounterWorkload(absl::string_view kind,
                                              const BenchOptions& options);
 absl::StatusOr<Workload> MakeQueueWorkload(absl::string_view spec,
+                                           const BenchOptions& options);
+// The raw baseline of "queue:redis:..." (redis_workloads.cc): RPUSH / BLPOP
+// of the same messages on a plain list in the same server.
+std::unique_ptr<Variant> MakeRawRedisQueue(std::string url,
                                            const BenchOptions& options);
 // Whether this build has queues (ipc/queue); queue workloads say why not.
 bool QueuesAvailable();
