@@ -1,33 +1,41 @@
 // Table: a fixed-capacity hash table with typed columns in one System V
 // shared-memory segment, shared by the processes of a pre-forking server.
 //
-//   auto schema = shmkit::Schema::Builder()
-//                     .Int("hits").Float("score").String("user", 32).Build();
-//   auto table = shmkit::Table::Create(*schema, {.capacity = 1 << 20});
+//   const shmkit::Schema schema = *shmkit::Schema::Builder()
+//       .Int("hits").Float("score").String("user", 32).Build();
+//   const shmkit::IntColumn hits = *schema.Int("hits");   // typed handles
+//   const shmkit::StringColumn user = *schema.String("user");
+//   auto table = shmkit::Table::Create(schema, {.capacity = 1 << 20});
 //   // fork workers; in any of them:
-//   table->Set("sess:42", {{"user", "ana"}, {"hits", 1}});
-//   table->Incr("sess:42", "hits", 1);              // StatusOr<int64_t>
-//   absl::StatusOr<shmkit::Row> row = table->Get("sess:42");
+//   table->Set("sess:42", {{user, name}, {hits, 1}});  // `name` not copied
+//   table->Incr("sess:42", hits, 1);                    // StatusOr<int64_t>
+//   shmkit::Row row;                                    // reused, no allocation
+//   if (absl::StatusOr<bool> found = table->Find("sess:42", &row);
+//       found.ok() && *found) {
+//     int64_t n = row[hits];                            // one load, no Status
+//   }
 //
 // Promises:
 // - Capacity: exactly `capacity` live rows fit, whatever the keys; the next
-//   insert is ResourceExhausted and changes nothing. Rows live in a pool of
-//   exactly `capacity` rows, separate from the bucket index.
+//   insert is ResourceExhausted and changes nothing. The segment holds
+//   exactly `capacity` rows, two beside each bucket's lock and chain head.
 // - Nothing is truncated: a key longer than the schema's MaxKeyBytes, a
-//   string longer than its column, an integer out of its column's width is
-//   InvalidArgument and changes nothing.
+//   string longer than its column, an integer out of its column's width, a
+//   float that is not finite is InvalidArgument and changes nothing.
 // - Every operation is atomic with respect to every other on the same key,
 //   from any thread of any process. Locks are per bucket (an OwnerLock from
 //   ipc/); there is no table-wide lock on any per-key operation.
 // - Reads do not write shared memory: they copy optimistically under a
 //   per-bucket sequence number and take the bucket lock only after a bounded
-//   number of failed attempts.
+//   number of failed attempts. Most lookups touch one place in memory (a
+//   bucket and its two home rows share it).
 // - A process killed at any point of a write never leaves a torn row, a
 //   broken chain or a lost row: whoever next takes that bucket's lock
-//   restores the row from the dead writer's undo image (or finishes or rolls
-//   back its insert or delete), counts a recovery and goes on. A live lock
-//   holder is never overridden: after `lock_timeout` the waiter gets
-//   DeadlineExceeded.
+//   finishes or undoes what it was doing (undo images for rewrites; the row's
+//   claim state for inserts and deletes), counts a recovery and goes on, and
+//   a process killed while recovering is itself recovered the same way. A
+//   live lock holder is never overridden: after `lock_timeout` the waiter
+//   gets DeadlineExceeded.
 // - Iteration sees every row present for the whole iteration exactly once,
 //   each as a consistent copy, and always ends.
 //
