@@ -194,7 +194,14 @@ class Supervisor {
       const auto slot = static_cast<uint32_t>(rng_() % options_.workers);
       const pid_t pid = pids_[slot];
       if (kill(pid, SIGKILL) != 0) {
-        return absl::ErrnoToStatus(errno, absl::StrCat("kill ", pid));
+        if (errno != ESRCH) {
+          return absl::ErrnoToStatus(errno, absl::StrCat("kill ", pid));
+        }
+        // It died at a crash point since SettleSelfDeaths looked, and the
+        // reaper has it (or is about to): settle it as such.
+        const int status = reaper_.WaitFor(pid);
+        SHMKIT_RETURN_IF_ERROR(SettleOne(pid, status, r, /*respawn=*/true));
+        continue;
       }
       reaper_.WaitFor(pid);
       ++r.kills;
@@ -269,18 +276,23 @@ class Supervisor {
   // exited.
   absl::Status SettleSelfDeaths(CampaignResult& r, bool respawn) {
     for (const auto& [pid, status] : reaper_.Take()) {
-      uint32_t slot = 0;
-      while (slot < pids_.size() && pids_[slot] != pid) ++slot;
-      if (slot == pids_.size()) continue;  // not a worker
-      if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
-        ++r.crash_point_deaths;
-      } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
-                 LoadWord(o_.ledger.header->stop) == 0) {
-        ++bad_exits_;  // a worker only exits, with 0, when asked to stop
-      }
-      SHMKIT_RETURN_IF_ERROR(AfterDeath(slot, pid, r, respawn));
+      SHMKIT_RETURN_IF_ERROR(SettleOne(pid, status, r, respawn));
     }
     return absl::OkStatus();
+  }
+
+  absl::Status SettleOne(pid_t pid, int status, CampaignResult& r,
+                         bool respawn) {
+    uint32_t slot = 0;
+    while (slot < pids_.size() && pids_[slot] != pid) ++slot;
+    if (slot == pids_.size()) return absl::OkStatus();  // not a worker
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+      ++r.crash_point_deaths;
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+               LoadWord(o_.ledger.header->stop) == 0) {
+      ++bad_exits_;  // a worker only exits, with 0, when asked to stop
+    }
+    return AfterDeath(slot, pid, r, respawn);
   }
 
   // What the supervisor does for a reaped worker: settles the ledger words
