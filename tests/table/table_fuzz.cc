@@ -16,7 +16,7 @@
 //   cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ \
 //     -DSHMKIT_BUILD_FUZZERS=ON -DSHMKIT_BUILD_BENCH=OFF -DSHMKIT_BUILD_PHP=OFF
 //   cmake --build build-fuzz -t table_fuzz
-//   build-fuzz/tests/table_fuzz -max_total_time=600
+//   build-fuzz/tests/table_fuzz -max_len=256 -max_total_time=600
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -182,8 +182,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const bool read_only = patches % 2 == 1;
   absl::StatusOr<Table> t =
       Table::AttachId(copy->id(), {.read_only = read_only,
-                                   .lock_timeout = absl::Milliseconds(5),
-                                   .init_timeout = absl::Milliseconds(5)});
+                                   .lock_timeout = absl::Milliseconds(1),
+                                   .init_timeout = absl::Milliseconds(1)});
   if (!t.ok()) return 0;
   (void)t->CheckConsistency();
   for (; pos < size; ++pos) {
