@@ -5,6 +5,7 @@ shmkit_test(ipc_test
     ${CMAKE_CURRENT_LIST_DIR}/key_test.cc
     ${CMAKE_CURRENT_LIST_DIR}/segment_test.cc
     ${CMAKE_CURRENT_LIST_DIR}/semaphore_test.cc
+    ${CMAKE_CURRENT_LIST_DIR}/sysv_objects_test.cc
     ${CMAKE_CURRENT_LIST_DIR}/registry_test.cc
     ${CMAKE_CURRENT_LIST_DIR}/owner_lock_test.cc
     ${CMAKE_CURRENT_LIST_DIR}/counter_test.cc

@@ -27,7 +27,6 @@
 #include "absl/time/time.h"
 #include "shmkit/ipc/atomic_counter.h"
 #include "shmkit/ipc/internal/errors.h"
-#include "shmkit/ipc/internal/proc.h"
 #include "shmkit/ipc/internal/status_macros.h"
 #include "shmkit/ipc/object.h"
 #include "shmkit/ipc/segment.h"
@@ -50,36 +49,6 @@ namespace shmkit::cli {
 
 // ---------------------------------------------------------------------------
 // objects.h
-
-absl::StatusOr<SegmentView> ViewSegment(int id) {
-  SHMKIT_ASSIGN_OR_RETURN(SysvEntry entry, FindEntry(IpcSpace::kShm, id));
-  return ViewSegment(entry);
-}
-
-absl::StatusOr<SegmentView> ViewSegment(const SysvEntry& entry) {
-  SegmentView view;
-  view.entry = entry;
-  const int id = entry.id;
-  absl::StatusOr<Segment> segment =
-      Segment::AttachId(id, {.read_only = true, .expected_mode = std::nullopt});
-  if (!segment.ok()) {
-    if (segment.status().code() == absl::StatusCode::kNotFound ||
-        segment.status().code() == absl::StatusCode::kInvalidArgument) {
-      return absl::NotFoundError(absl::StrCat("segment id ", id, " is gone"));
-    }
-    view.why_not = absl::StrCat("cannot attach: ", segment.status().message());
-    return view;
-  }
-  absl::StatusOr<ObjectInfo> info = ReadObjectInfo(*segment);
-  if (!info.ok()) {
-    view.why_not = std::string(info.status().message());
-    return view;
-  }
-  view.info = *info;
-  view.creator_alive =
-      internal::ProcessAlive(info->creator_pid, info->creator_start_time);
-  return view;
-}
 
 std::string KindOf(const SegmentView& view) {
   if (!view.info.has_value()) return "segment";
@@ -250,7 +219,7 @@ absl::StatusOr<std::vector<Listed>> ListObjects(bool all) {
     if (!l.shmkit) {
       if (!all) continue;
       l.creator_pid = e.creator_pid;
-      l.creator_alive = PidAlive(e.creator_pid);
+      l.creator_alive = view->creator_alive;
       l.note = view->why_not;
       out.push_back(std::move(l));
       continue;
@@ -474,7 +443,7 @@ absl::Status RunStat(const Invocation& inv) {
   const bool as_json = absl::GetFlag(FLAGS_json);
   JsonWriter json;
   if (ref.space != IpcSpace::kShm) {
-    SHMKIT_ASSIGN_OR_RETURN(SysvEntry e, FindEntry(ref.space, id));
+    SHMKIT_ASSIGN_OR_RETURN(SysvEntry e, FindSysvEntry(ref.space, id));
     if (as_json) {
       json.BeginObject();
       json.Key("kind").String(ref.space == IpcSpace::kMsg ? "sysv-queue"

@@ -18,21 +18,6 @@
 
 namespace shmkit::cli {
 
-// A segment looked at without trusting it: its /proc entry and, when it
-// carries a shmkit header of this build's format, the header.
-struct SegmentView {
-  SysvEntry entry;
-  std::optional<ObjectInfo> info;  // nullopt: not a shmkit object
-  std::string why_not;             // when info is nullopt: why
-  bool creator_alive = false;      // shmkit objects: pid and start time
-};
-
-// Looks at segment `id` (attached read-only, detached before returning).
-// NotFound when it is gone.
-absl::StatusOr<SegmentView> ViewSegment(int id);
-// The same for a segment already listed.
-absl::StatusOr<SegmentView> ViewSegment(const SysvEntry& entry);
-
 // Attaches the table named by OBJECT (a segment key or id), accepting any
 // permission bits (the owner must still be us). FailedPrecondition when the
 // segment is not a table. OBJECT may also name a Redis table:
