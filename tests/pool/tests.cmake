@@ -2,6 +2,7 @@
 # that fork in their own binaries with the label "fork".
 shmkit_test(pool_test
   SOURCES
+    ${CMAKE_CURRENT_LIST_DIR}/respawn_rules_test.cc
     ${CMAKE_CURRENT_LIST_DIR}/worker_pool_options_test.cc
   LABELS pool)
 shmkit_test(worker_pool_fork_test
