@@ -7,9 +7,11 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "shmkit/ipc/object.h"
 #include "shmkit/redis/redis_table.h"
 #include "shmkit/table/table.h"
@@ -37,6 +39,27 @@ std::string KindOf(const SegmentView& view);
 // Writes the identity fields every object has (kind, key, id, owner, mode,
 // ...) as JSON members of the object being written.
 void WriteEntryJson(const SysvEntry& entry, JsonWriter& json);
+
+// One object as ls shows it: its /proc entry, its kind and, for shmkit's
+// objects, what their header and contents say.
+struct Listed {
+  SysvEntry entry;
+  std::string kind;
+  bool shmkit = false;
+  std::optional<pid_t> creator_pid;
+  bool creator_alive = false;
+  std::optional<absl::Time> created;
+  std::optional<uint64_t> capacity;
+  std::optional<uint64_t> live_rows;
+  std::optional<int64_t> value;
+  std::optional<int> semid;
+  std::string note;
+};
+
+// Every shmkit object on the machine (segments with a shmkit header, System
+// V message queues, semaphore sets a SemCounter uses); with `all`, also
+// segments and semaphore sets that are not shmkit's.
+absl::StatusOr<std::vector<Listed>> ListObjects(bool all);
 
 }  // namespace shmkit::cli
 
