@@ -1,11 +1,11 @@
 // The one place where errno becomes an absl::Status or a message, and where
-// EINTR is handled. Every failed system call in shmkit is reported through
-// ErrnoStatus (or, inside a longer message, ErrnoText), and every EINTR is
-// either retried (RetryOnEintr) or, for a wait whose caller looks again at
-// what it waits for anyway, taken as "nothing happened" (NoEventsOnEintr).
-// The exceptions are deliberate and say so where they are: close() is never
-// retried (unique_fd.h), and a futex wait returns on EINTR by design
-// (futex.h).
+// EINTR is handled. Every failed system call in ipc/ and table/ is reported
+// through ErrnoStatus (or, inside a longer message, ErrnoText), and every
+// EINTR in the libraries (ipc/, table/, redis/) is either retried
+// (RetryOnEintr) or, for a wait whose caller looks again at what it waits for
+// anyway, taken as "nothing happened" (NoEventsOnEintr). The exceptions are
+// deliberate and say so where they are: close() is never retried
+// (unique_fd.h), and a futex wait returns on EINTR by design (futex.h).
 #ifndef SHMKIT_IPC_INTERNAL_ERRORS_H_
 #define SHMKIT_IPC_INTERNAL_ERRORS_H_
 
