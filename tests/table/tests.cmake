@@ -33,14 +33,12 @@ add_test(NAME table.stress.crash_3000_kills
 set_tests_properties(table.stress.crash_3000_kills PROPERTIES
   ENVIRONMENT SHMKIT_CRASH_KILLS=3000 LABELS "table;fork;stress" TIMEOUT 300)
 
-# libFuzzer target over damaged segments (clang only; see table_fuzz.cc).
+# libFuzzer target over damaged segments (see table_fuzz.cc). The top level
+# instruments every target when SHMKIT_BUILD_FUZZERS is on; this one also
+# links libFuzzer's main.
 if(SHMKIT_BUILD_FUZZERS)
-  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
-    message(FATAL_ERROR "SHMKIT_BUILD_FUZZERS needs clang (-DCMAKE_CXX_COMPILER=clang++)")
-  endif()
   add_executable(table_fuzz ${CMAKE_CURRENT_LIST_DIR}/table_fuzz.cc)
   target_link_libraries(table_fuzz PRIVATE shmkit::shmkit)
-  target_compile_options(table_fuzz PRIVATE -fsanitize=fuzzer,address,undefined)
-  target_link_options(table_fuzz PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_options(table_fuzz PRIVATE -fsanitize=fuzzer)
   shmkit_warnings(table_fuzz)
 endif()

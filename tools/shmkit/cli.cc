@@ -249,7 +249,8 @@ absl::StatusOr<Walked> Walk(const Command& c, int argc, char** argv) {
 std::vector<Command> AllCommands() {
   std::vector<Command> all;
   for (auto* group :
-       {&ObjectCommands, &TableCommands, &QueueCommands, &BenchCommands}) {
+       {&ObjectCommands, &TableCommands, &QueueCommands, &BenchCommands,
+        &FaultCommands}) {
     for (Command& c : (*group)()) all.push_back(std::move(c));
   }
   return all;

@@ -66,6 +66,7 @@ std::vector<Command> ObjectCommands();  // ls, stat, rm, recover
 std::vector<Command> TableCommands();   // create, get, set, del, dump
 std::vector<Command> QueueCommands();   // send, recv
 std::vector<Command> BenchCommands();   // bench
+std::vector<Command> FaultCommands();   // faults
 
 // Runs the command line; returns the process exit code.
 int Main(int argc, char** argv);

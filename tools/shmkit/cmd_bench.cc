@@ -24,9 +24,11 @@
 #include "tools/shmkit/common_flags.h"
 
 ABSL_FLAG(int32_t, workers, 0,
-          "Worker processes; 0: one per CPU this process may run on.");
+          "Worker processes; 0: one per CPU this process may run on (faults: "
+          "at least 4).");
 ABSL_FLAG(absl::Duration, duration, absl::Seconds(2),
-          "How long each variant of each workload runs.");
+          "bench: how long each variant of each workload runs; faults: how "
+          "long the campaign runs (instead of --kills).");
 ABSL_FLAG(uint64_t, ops, 0,
           "Run each variant for this many operations over all workers "
           "instead of --duration (0: use --duration).");

@@ -33,7 +33,9 @@ ABSL_FLAG(std::string, key, "",
 ABSL_FLAG(std::vector<std::string>, column, {},
           "A column NAME:TYPE, TYPE one of int8 int16 int32 int64 (or int), "
           "float64 (or float), float32, string:MAX, bytes:MAX.");
-ABSL_FLAG(uint64_t, capacity, 0, "Rows the table holds, exactly (required).");
+ABSL_FLAG(uint64_t, capacity, 0,
+          "Rows the table holds, exactly (create: required; faults: 0 means "
+          "256).");
 ABSL_FLAG(uint32_t, max_key_bytes, 64, "Longest row key, in bytes.");
 ABSL_FLAG(bool, with_ttl, false,
           "Rows may carry an expiry time (set --ttl); 8 bytes per row.");
