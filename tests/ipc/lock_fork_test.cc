@@ -32,7 +32,7 @@ pid_t ForkHolder(LockArena& arena, SyncPipe& holding) {
   });
 }
 
-TEST(LockFork, KilledHolderIsTakenOverWithin100msOfTheReap) {
+TEST(LockFork, KilledHolderIsTakenOverAtOnceWhenReaped) {
   absl::StatusOr<LockArena> arena = LockArena::Create({});
   ASSERT_TRUE(arena.ok()) << arena.status();
   SyncPipe holding, waiting;
@@ -51,7 +51,7 @@ TEST(LockFork, KilledHolderIsTakenOverWithin100msOfTheReap) {
     return 0;
   });
   ASSERT_TRUE(waiting.Wait().has_value());
-  absl::SleepFor(absl::Milliseconds(100));  // the waiter is asleep by now
+  ASSERT_TRUE(::shmkit::testing::WaitUntilAsleep(waiter));
   kill(holder, SIGKILL);
   ASSERT_TRUE(WaitChild(holder).has_value());
   const int64_t reaped_at = internal::MonotonicNanos();
@@ -61,7 +61,9 @@ TEST(LockFork, KilledHolderIsTakenOverWithin100msOfTheReap) {
             static_cast<ssize_t>(sizeof(got_at)));
   close(report[0]);
   close(report[1]);
-  EXPECT_LT(got_at - reaped_at, 100'000'000)
+  // Long before the waiter's 30 s bound (a bound in seconds: a loaded
+  // machine delays the waiter's wake-up; the latency is a benchmark's).
+  EXPECT_LT(got_at - reaped_at, int64_t{5'000'000'000})
       << "took over " << (got_at - reaped_at) / 1000 << " us after the reap";
 }
 
@@ -72,7 +74,9 @@ TEST(LockFork, ZombieHolderIsAliveUntilReaped) {
   const pid_t holder = ForkHolder(*arena, holding);
   ASSERT_TRUE(holding.Wait().has_value());
   kill(holder, SIGKILL);
-  absl::SleepFor(absl::Milliseconds(50));  // dead but not reaped: a zombie
+  // Dead but not reaped: a zombie.
+  siginfo_t info{};
+  ASSERT_EQ(waitid(P_PID, holder, &info, WEXITED | WNOWAIT), 0);
   EXPECT_THAT(arena->Acquire(0, absl::Milliseconds(100)),
               StatusIs(absl::StatusCode::kDeadlineExceeded));
   ASSERT_TRUE(WaitChild(holder).has_value());

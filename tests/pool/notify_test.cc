@@ -2,6 +2,10 @@
 // attach checks, and the golden layout of the shared body.
 #include "shmkit/ipc/pool/notify.h"
 
+#include <sched.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cstddef>
 #include <thread>
 
@@ -107,8 +111,13 @@ TEST(Event, ASleepingThreadIsWokenByANotify) {
   absl::StatusOr<Event> ev = Event::Create();
   ASSERT_TRUE(ev.ok());
   absl::StatusOr<NotifyMode> got = absl::UnknownError("not run");
-  std::thread waiter([&] { got = ev->Wait(); });
-  absl::SleepFor(absl::Milliseconds(50));  // let it fall asleep
+  std::atomic<pid_t> tid{0};
+  std::thread waiter([&] {
+    tid = gettid();
+    got = ev->Wait();
+  });
+  while (tid.load() == 0) sched_yield();
+  ASSERT_TRUE(::shmkit::testing::WaitUntilAsleep(tid.load()));
   ASSERT_TRUE(ev->Notify(NotifyMode::kOne).ok());
   waiter.join();
   ASSERT_TRUE(got.ok()) << got.status();
