@@ -513,6 +513,40 @@ class RedisTableBackend final : public internal::TableBackend {
     return ReadRow(key, -1, row);
   }
 
+  // Without a TTL a row read is one HMGET, so a batch is one pipelined
+  // round trip; with a TTL each read is a script (its expiry check), sent
+  // one by one.
+  absl::Status FindMany(absl::Span<const absl::string_view> keys,
+                        absl::Span<Row> rows,
+                        absl::Span<bool> found) const override {
+    for (absl::string_view key : keys) SHMKIT_RETURN_IF_ERROR(CheckKey(key));
+    if (keys.empty()) return absl::OkStatus();
+    if (schema_.ttl()) return TableBackend::FindMany(keys, rows, found);
+    std::vector<std::string> row_keys;
+    row_keys.reserve(keys.size());
+    std::vector<std::vector<absl::string_view>> commands;
+    commands.reserve(keys.size());
+    for (absl::string_view key : keys) {
+      row_keys.push_back(RowKey(key));
+      std::vector<absl::string_view> args = {"HMGET", row_keys.back()};
+      args.insert(args.end(), column_names_.begin(), column_names_.end());
+      commands.push_back(std::move(args));
+    }
+    SHMKIT_ASSIGN_OR_RETURN(Client::Lease lease, client_->Acquire());
+    absl::StatusOr<std::vector<Reply>> replies = lease->Pipeline(commands);
+    if (!replies.ok()) return Annotate(replies.status(), keys.front());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const redisReply* r = (*replies)[i].get();
+      if (IsError(r)) {
+        return Annotate(redis_internal::ErrorStatus(StringOf(r), "read"),
+                        keys[i]);
+      }
+      SHMKIT_ASSIGN_OR_RETURN(found[i], DecodeRow(keys[i], nullptr, r, -1,
+                                                  &rows[i]));
+    }
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<Value> GetColumn(absl::string_view key,
                                   ColumnRef column) const override {
     SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(schema_));

@@ -205,16 +205,12 @@ absl::Status Table::FindMany(absl::Span<const absl::string_view> keys,
                              absl::Span<bool> found) const {
   if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
     if (backend_ == nullptr) return NotOpen();
-    // One round trip per key (a pipelined batch is still to come).
     if (rows.size() != keys.size() || found.size() != keys.size()) {
       return absl::InvalidArgumentError(absl::StrCat(keys.size(), " keys but ",
                                                      rows.size(), " rows and ",
                                                      found.size(), " results"));
     }
-    for (size_t i = 0; i < keys.size(); ++i) {
-      SHMKIT_ASSIGN_OR_RETURN(found[i], backend_->Find(keys[i], &rows[i]));
-    }
-    return absl::OkStatus();
+    return backend_->FindMany(keys, rows, found);
   }
   return core_->FindMany(keys, rows, found);
 }

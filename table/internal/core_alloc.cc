@@ -114,9 +114,11 @@ absl::StatusOr<uint32_t> TableCore::ClaimRow(OwnerToken me, uint32_t b) const {
   const uint32_t home_word =
       static_cast<uint32_t>(uint64_t{b} * kRowsPerBlock / 64);
   if (std::optional<uint32_t> r = claim_from_word(home_word)) return *r;
-  const uint32_t start = home_word / 64;
-  for (uint32_t i = 0; i <= summary_words_; ++i) {
-    const uint32_t sw = (start + i) % summary_words_;
+  // A full table scans every summary word (256 for a million rows): the
+  // loop wraps by comparison, not by a division per word.
+  uint32_t sw = home_word / 64;
+  for (uint32_t i = 0; i <= summary_words_;
+       ++i, sw = sw + 1 == summary_words_ ? 0 : sw + 1) {
     uint64_t bits = LoadSeqCst(summary_[sw]);
     while (bits != 0) {
       const uint32_t bit = static_cast<uint32_t>(std::countr_zero(bits));
@@ -135,8 +137,7 @@ absl::StatusOr<uint32_t> TableCore::ClaimRow(OwnerToken me, uint32_t b) const {
       if (std::optional<uint32_t> r = claim_from_word(w)) return *r;
     }
   }
-  return absl::ResourceExhaustedError(
-      absl::StrCat("table is full: all ", capacity_, " rows are in use"));
+  return full_;  // made once: a refusal allocates nothing
 }
 
 void TableCore::RebuildHints() const {

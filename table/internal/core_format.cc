@@ -239,6 +239,8 @@ void TableCore::Bind(const SegmentPlan& plan) {
   std::byte* base = static_cast<std::byte*>(segment_.data());
   header_ = reinterpret_cast<TableHeader*>(base + sizeof(ObjectHeader));
   capacity_ = plan.capacity;
+  full_ = absl::ResourceExhaustedError(
+      absl::StrCat("table is full: all ", capacity_, " rows are in use"));
   bucket_count_ = plan.bucket_count;
   block_stride_ = plan.block_stride;
   hint_words_ = plan.hint_words;

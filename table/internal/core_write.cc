@@ -359,28 +359,40 @@ absl::Status TableCore::Write(absl::string_view key,
       return absl::OkStatus();
     }
     if (mode == WriteMode::kUpdate) return KeyNotFound(key);
-    if (f.expired >= 0) {
-      // Reuse the expired row in place: it is already in this chain.
-      UpdateRowLocked(me, b, static_cast<uint32_t>(f.expired), key, fields,
-                      expiry < 0 ? 0 : expiry, /*whole_row=*/true);
-      Ref(header_->expired_reclaimed).fetch_add(1, std::memory_order_relaxed);
-      return absl::OkStatus();
-    }
-    absl::Status st = InsertLocked(me, b, key, fields, expiry < 0 ? 0 : expiry);
-    if (absl::IsResourceExhausted(st) && attempt == 0 && ReclaimDue()) {
-      // Full: before saying so, recover crashed writers (their rows come
-      // back) and free expired rows, outside this bucket's lock; then try
-      // once more.
-      guard.Unlock();
-      RecoverCrashedWriters(me);
-      if (schema_.ttl()) (void)Sweep();
-      continue;
-    }
-    if (absl::IsResourceExhausted(st)) {
-      Ref(header_->failed_inserts).fetch_add(1, std::memory_order_relaxed);
-    }
+    absl::Status st = InsertNewLocked(me, b, key, fields, expiry, f);
+    if (RetryWhenFull(st, attempt, guard, me)) continue;
     return st;
   }
+}
+
+absl::Status TableCore::InsertNewLocked(OwnerToken me, uint32_t b,
+                                        absl::string_view key,
+                                        absl::Span<const ResolvedField> fields,
+                                        int64_t expiry, const Found& f) const {
+  if (f.expired >= 0) {
+    // Reuse the expired row in place: it is already in this chain.
+    UpdateRowLocked(me, b, static_cast<uint32_t>(f.expired), key, fields,
+                    expiry < 0 ? 0 : expiry, /*whole_row=*/true);
+    Ref(header_->expired_reclaimed).fetch_add(1, std::memory_order_relaxed);
+    return absl::OkStatus();
+  }
+  return InsertLocked(me, b, key, fields, expiry < 0 ? 0 : expiry);
+}
+
+bool TableCore::RetryWhenFull(const absl::Status& st, int attempt,
+                              OwnerLockGuard& guard, OwnerToken me) {
+  if (ABSL_PREDICT_TRUE(!absl::IsResourceExhausted(st))) return false;
+  if (attempt == 0 && ReclaimDue()) {
+    // Full: before saying so, recover crashed writers (their rows come
+    // back) and free expired rows, outside this bucket's lock; then the
+    // caller tries once more.
+    guard.Unlock();
+    RecoverCrashedWriters(me);
+    if (schema_.ttl()) (void)Sweep();
+    return true;
+  }
+  Ref(header_->failed_inserts).fetch_add(1, std::memory_order_relaxed);
+  return false;
 }
 
 absl::Status TableCore::Delete(absl::string_view key, Row* removed) {
@@ -430,26 +442,9 @@ absl::Status TableCore::IncrementRow(absl::string_view key, int column,
       return absl::OutOfRangeError(st.message());
     }
     const ResolvedField field{column, &value};
-    const int64_t expiry = ExpiryFor(options.ttl);
-    absl::Status st;
-    if (f.expired >= 0) {
-      UpdateRowLocked(me, b, static_cast<uint32_t>(f.expired), key,
-                      absl::MakeConstSpan(&field, 1), expiry < 0 ? 0 : expiry,
-                      /*whole_row=*/true);
-      Ref(header_->expired_reclaimed).fetch_add(1, std::memory_order_relaxed);
-    } else {
-      st = InsertLocked(me, b, key, absl::MakeConstSpan(&field, 1),
-                        expiry < 0 ? 0 : expiry);
-    }
-    if (absl::IsResourceExhausted(st) && attempt == 0 && ReclaimDue()) {
-      guard.Unlock();
-      RecoverCrashedWriters(me);
-      if (schema_.ttl()) (void)Sweep();
-      continue;
-    }
-    if (absl::IsResourceExhausted(st)) {
-      Ref(header_->failed_inserts).fetch_add(1, std::memory_order_relaxed);
-    }
+    absl::Status st = InsertNewLocked(me, b, key, absl::MakeConstSpan(&field, 1),
+                                      ExpiryFor(options.ttl), f);
+    if (RetryWhenFull(st, attempt, guard, me)) continue;
     return st;
   }
 }

@@ -38,6 +38,18 @@ class TableBackend {
   virtual const Schema& schema() const = 0;
   // Whether `key` is present; when it is and `row` is not null, its copy.
   virtual absl::StatusOr<bool> Find(absl::string_view key, Row* row) const = 0;
+  // Find for each key (the spans have equal sizes, checked by Table). The
+  // default asks one key at a time; a backend with round trips batches.
+  virtual absl::Status FindMany(absl::Span<const absl::string_view> keys,
+                                absl::Span<Row> rows,
+                                absl::Span<bool> found) const {
+    for (size_t i = 0; i < keys.size(); ++i) {
+      absl::StatusOr<bool> f = Find(keys[i], &rows[i]);
+      if (!f.ok()) return f.status();
+      found[i] = *f;
+    }
+    return absl::OkStatus();
+  }
   virtual absl::StatusOr<Value> GetColumn(absl::string_view key,
                                           ColumnRef column) const = 0;
   virtual absl::StatusOr<bool> Exists(absl::string_view key) const = 0;

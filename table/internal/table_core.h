@@ -317,6 +317,17 @@ class TableCore {
   absl::Status InsertLocked(OwnerToken me, uint32_t b, absl::string_view key,
                             absl::Span<const ResolvedField> fields,
                             int64_t expiry_ms) const;
+  // An absent key's new row: the expired row `f` found reused in place, or
+  // a row claimed and linked (expiry -1: none given).
+  absl::Status InsertNewLocked(OwnerToken me, uint32_t b, absl::string_view key,
+                               absl::Span<const ResolvedField> fields,
+                               int64_t expiry, const Found& f) const;
+  // After an insert: when `st` says the table is full and this is the
+  // call's first attempt and a reclaim is due, unlocks, gives back what
+  // crashed writers and expired rows hold, and returns true (try again);
+  // otherwise counts a refusal (if any) and returns false.
+  bool RetryWhenFull(const absl::Status& st, int attempt, OwnerLockGuard& guard,
+                     OwnerToken me);
   void DeleteLocked(OwnerToken me, uint32_t b, uint32_t r, int64_t prev) const;
   // Insert or increment: finds the row and calls `existing(r)` under the
   // lock, or creates it with the column at `initial`.
@@ -372,6 +383,8 @@ class TableCore {
   uint64_t* hints_ = nullptr;
   uint64_t* summary_ = nullptr;
   uint64_t capacity_ = 0;
+  // ClaimRow's answer when no row is free, made once by Bind.
+  absl::Status full_;
   uint32_t bucket_count_ = 0;
   uint32_t block_stride_ = 0;
   uint32_t hint_words_ = 0;

@@ -4,6 +4,7 @@
 // (redis_test_env.h).
 #include <sys/wait.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -102,6 +103,36 @@ TYPED_TEST(TableConformance, SetGetKeepsEveryTypeAndBinaryKeys) {
   EXPECT_TRUE(*t.Find(key, &reuse));
   EXPECT_FALSE(*t.Find("other", &reuse));
   EXPECT_THAT(t.Get("other"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TYPED_TEST(TableConformance, FindManyAnswersEachKeyAsFindWould) {
+  for (bool ttl : {false, true}) {
+    Table t = this->Make(64, ttl);
+    for (int i = 0; i < 20; i += 2) {
+      ASSERT_TRUE(t.Set(absl::StrCat("k", i), {{"n", i}, {"s", "v"}}).ok());
+    }
+    std::vector<std::string> names;
+    for (int i = 0; i < 20; ++i) names.push_back(absl::StrCat("k", i));
+    std::vector<absl::string_view> keys(names.begin(), names.end());
+    std::vector<Row> rows(keys.size());
+    std::unique_ptr<bool[]> found(new bool[keys.size()]);
+    ASSERT_TRUE(t.FindMany(keys, absl::MakeSpan(rows),
+                           absl::MakeSpan(found.get(), keys.size()))
+                    .ok());
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_EQ(found[i], i % 2 == 0) << i << " ttl " << ttl;
+      if (found[i]) {
+        EXPECT_EQ(*rows[i].GetInt("n"), i);
+        EXPECT_EQ(*rows[i].GetString("s"), "v");
+        EXPECT_EQ(rows[i].key(), names[i]);
+      }
+    }
+    // A bad key anywhere: InvalidArgument, nothing read.
+    keys[5] = "";
+    EXPECT_THAT(t.FindMany(keys, absl::MakeSpan(rows),
+                           absl::MakeSpan(found.get(), keys.size())),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+  }
 }
 
 TYPED_TEST(TableConformance, InsertZeroesUnnamedColumnsUpdateKeepsThem) {

@@ -184,6 +184,12 @@ class BoostVariant final : public TableShapedVariant {
   }
 
  private:
+  Key KeyOf(absl::string_view bytes) const {
+    Key k;
+    k.len = static_cast<uint32_t>(bytes.size());
+    std::memcpy(k.bytes, bytes.data(), bytes.size());
+    return k;
+  }
   Key KeyOf(uint64_t i) const {
     Key k;
     k.len = shape_.key_bytes;
@@ -201,6 +207,7 @@ class BoostVariant final : public TableShapedVariant {
 
   void Work(WorkerContext& ctx) override {
     Rng rng(0x5eed0000 + ctx.index());
+    KeySource& source = keys();
     Map& map = *map_;
     bip::interprocess_mutex& mutex = *mutex_;
     const uint64_t keys = std::max<uint64_t>(1, shape_.preload);
@@ -209,15 +216,21 @@ class BoostVariant final : public TableShapedVariant {
     BoostValue fresh = MakeValue(0);
     using Lock = bip::scoped_lock<bip::interprocess_mutex>;
     switch (shape_.shape) {
-      case Shape::kReadMix:
+      case Shape::kReadMix: {
+        const bool one_column = shape_.one_column;
         TimedLoop(ctx, ctx.quota(), [&](uint64_t i) {
-          const Key k = KeyOf(rng.Below(keys));
+          source.Next();
+          const Key k = KeyOf(source.key());
           const bool read = static_cast<int>(rng.Below(100)) < read_percent;
           Lock lock(mutex);
           auto it = map.find(k);
           if (it == map.end()) {
             ctx.Error("boost: a preloaded key is missing");
             return read ? 0 : 1;
+          }
+          if (read && one_column) {
+            KeepAlive(it->second.n);
+            return 0;
           }
           if (read) {
             std::memcpy(&copy, &it->second, sizeof(copy));
@@ -227,6 +240,21 @@ class BoostVariant final : public TableShapedVariant {
           it->second.n = static_cast<int64_t>(i);
           std::memcpy(it->second.s, fresh.s, sizeof(fresh.s));
           return 1;
+        });
+        break;
+      }
+      case Shape::kIncr:
+        TimedLoop(ctx, ctx.quota(), [&](uint64_t) {
+          source.Next();
+          const Key k = KeyOf(source.key());
+          Lock lock(mutex);
+          auto it = map.find(k);
+          if (it == map.end()) {
+            ctx.Error("boost: a preloaded key is missing");
+          } else {
+            ++it->second.n;
+          }
+          return 0;
         });
         break;
       case Shape::kHotKey: {

@@ -53,8 +53,12 @@ class HiredisVariant final : public TableShapedVariant {
   std::string name() const override { return "hiredis"; }
   bool is_baseline() const override { return true; }
   std::string unavailable() const override {
-    if (shape_.shape == Shape::kReadMix || shape_.shape == Shape::kHotKey) {
+    if ((shape_.shape == Shape::kReadMix && !shape_.permuted_keys) ||
+        shape_.shape == Shape::kHotKey) {
       return "";
+    }
+    if (shape_.permuted_keys) {
+      return "the user-* workloads compare with the Boost map, not raw GETs";
     }
     return "a raw GET/SET baseline has no capacity or TTL-churn equivalent";
   }

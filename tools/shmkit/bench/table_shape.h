@@ -6,24 +6,32 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "shmkit/table/schema.h"
 #include "shmkit/table/table.h"
+#include "tools/shmkit/bench/bench_common.h"
 #include "tools/shmkit/bench/workload.h"
 
 namespace shmkit::cli::bench {
 
-enum class Shape { kReadMix, kHotKey, kTtlChurn, kCapacity };
+// kIncr: Incr of a preloaded key's int column, the key drawn like a read's.
+enum class Shape { kReadMix, kHotKey, kTtlChurn, kCapacity, kIncr };
 
 struct TableShape {
   std::string name;
   Shape shape = Shape::kReadMix;
   int read_percent = 0;  // kReadMix: Get share; kTtlChurn: Get share
+  // The user-* workloads: keys come from a pre-built array in a random
+  // permutation (KeySource), and `one_column` reads only the int column.
+  bool permuted_keys = false;
+  bool one_column = false;
   std::vector<std::string> kinds;
   // From the options.
   uint64_t capacity = 0;
@@ -43,6 +51,42 @@ inline constexpr int kExtraRefused = 1;       // capacity: refused inserts
 inline constexpr int kExtraInserted = 2;      // capacity: inserts done
 inline constexpr int kExtraRecreated = 1;     // ttl-churn: misses re-created
 inline constexpr int kExtraHits = 0;          // ttl-churn: sessions found
+
+// Where a worker's keys come from (kReadMix and kIncr). Generated (the
+// default workloads): an index drawn at random, its bytes written in the
+// loop. Permuted (the user-* workloads): every preloaded key is built once
+// into an array before the timed loop and the worker visits them through a
+// random permutation of its own, the way a server looks up keys it did not
+// generate (the key bytes are a cache miss, as they are for a server).
+class KeySource {
+ public:
+  KeySource(const TableShape& shape, uint64_t seed);
+  // Moves to the next key and returns its index (0..preload-1).
+  uint64_t Next() {
+    if (order_.empty()) {
+      const uint64_t index = rng_.Below(keys_);
+      MakeKey(index, key_bytes_, buf_);
+      key_ = buf_;
+      return index;
+    }
+    const uint64_t index = order_[pos_];
+    pos_ = pos_ + 1 == order_.size() ? 0 : pos_ + 1;
+    key_ = bytes_.data() + index * key_bytes_;
+    return index;
+  }
+  // The bytes of the key Next() moved to.
+  absl::string_view key() const { return {key_, key_bytes_}; }
+
+ private:
+  const uint64_t keys_;
+  const uint32_t key_bytes_;
+  Rng rng_;
+  std::vector<char> bytes_;
+  std::vector<uint32_t> order_;
+  size_t pos_ = 0;
+  const char* key_ = nullptr;
+  char buf_[kMaxBenchKeyBytes];
+};
 
 // Workload W's schema (plus a TTL for ttl-churn).
 absl::StatusOr<Schema> ShapeSchema(const TableShape& shape);
@@ -67,12 +111,20 @@ class TableShapedVariant : public Variant {
   }
   WorkerHooks Hooks() override {
     WorkerHooks hooks;
+    // The key array of the user-* workloads is built here, after fork and
+    // before the start signal, so building it is not timed.
+    hooks.prepare = [this](WorkerContext& ctx) {
+      keys_.emplace(shape_, 0x5eed0000 + static_cast<uint64_t>(ctx.index()));
+      return absl::OkStatus();
+    };
     hooks.work = [this](WorkerContext& ctx) { Work(ctx); };
     return hooks;
   }
 
  protected:
   virtual void Work(WorkerContext& ctx) = 0;
+  // This worker's keys (kReadMix, kIncr), made by the prepare hook.
+  KeySource& keys() { return *keys_; }
 
   enum class Insert { kDone, kRefused, kFailed };
   // The capacity workload: inserts this worker's sequential keys (index,
@@ -108,6 +160,9 @@ class TableShapedVariant : public Variant {
   }
 
   const TableShape shape_;
+
+ private:
+  std::optional<KeySource> keys_;
 };
 
 // How a table variant makes its table (the shared-memory one: Table::Create).

@@ -42,6 +42,22 @@ uint64_t CapacityQuota(const TableShape& shape, int index) {
   return w >= end ? 0 : (end - w + n - 1) / n;
 }
 
+KeySource::KeySource(const TableShape& shape, uint64_t seed)
+    : keys_(std::max<uint64_t>(1, shape.preload)),
+      key_bytes_(shape.key_bytes),
+      rng_(seed) {
+  if (!shape.permuted_keys) return;
+  bytes_.resize(keys_ * key_bytes_);
+  for (uint64_t i = 0; i < keys_; ++i) {
+    MakeKey(i, key_bytes_, bytes_.data() + i * key_bytes_);
+  }
+  order_.resize(keys_);
+  for (uint64_t i = 0; i < keys_; ++i) order_[i] = static_cast<uint32_t>(i);
+  for (uint64_t i = keys_ - 1; i > 0; --i) {
+    std::swap(order_[i], order_[rng_.Below(i + 1)]);
+  }
+}
+
 namespace {
 
 std::string Payload() { return std::string(kStringBytes, 'v'); }
@@ -117,6 +133,15 @@ class TableVariant final : public TableShapedVariant {
   }
 
   absl::Status Finish(const RunResult& run, VariantResult& out) override {
+    if (open_ == nullptr) {
+      // Which pages the table really got (random rows pay a TLB miss on
+      // 4 KiB pages; see the README's "Huge pages").
+      const TableStats stats = table_->Stats();
+      out.extra.push_back({"page_bytes", static_cast<double>(stats.page_bytes)});
+      out.notes.push_back(absl::StrFormat(
+          "pages: %d KiB; %d of %d MiB on huge pages", stats.page_bytes / 1024,
+          stats.huge_page_bytes >> 20, stats.memory_bytes >> 20));
+    }
     switch (shape_.shape) {
       case Shape::kHotKey: {
         // Every Incr must have landed: the row's counter is the op count.
@@ -160,6 +185,7 @@ class TableVariant final : public TableShapedVariant {
         break;
       }
       case Shape::kReadMix:
+      case Shape::kIncr:
         break;
     }
     return absl::OkStatus();
@@ -175,6 +201,7 @@ class TableVariant final : public TableShapedVariant {
   void Work(WorkerContext& ctx) override {
     Table& table = *table_;
     Rng rng(0x5eed0000 + ctx.index());
+    KeySource& source = keys();
     char key_buf[kMaxBenchKeyBytes];
     const absl::string_view key(key_buf, shape_.key_bytes);
     Row row;
@@ -186,20 +213,41 @@ class TableVariant final : public TableShapedVariant {
     const uint64_t keys = std::max<uint64_t>(1, shape_.preload);
     const int read_percent = shape_.read_percent;
     switch (shape_.shape) {
-      case Shape::kReadMix:
+      case Shape::kReadMix: {
+        const bool one_column = shape_.one_column;
         TimedLoop(ctx, ctx.quota(), [&](uint64_t i) {
-          MakeKey(rng.Below(keys), shape_.key_bytes, key_buf);
+          source.Next();
+          const absl::string_view k = source.key();
           if (static_cast<int>(rng.Below(100)) < read_percent) {
-            if (absl::Status st = table.Get(key, &row); !st.ok()) {
-              ctx.Error(st);
+            if (one_column) {
+              absl::StatusOr<Value> v = table.GetColumn(k, 0);
+              if (!v.ok()) ctx.Error(v.status());
+              KeepAlive(v);
+              return 0;
+            }
+            absl::StatusOr<bool> found = table.Find(k, &row);
+            if (!found.ok() || !*found) {
+              ctx.Error(found.ok() ? absl::NotFoundError("a preloaded key")
+                                   : found.status());
             }
             return 0;
           }
           fields[0].value = Value(static_cast<long long>(i));
-          if (absl::Status st = table.Set(key, fields); !st.ok()) {
+          if (absl::Status st = table.Set(k, fields); !st.ok()) {
             ctx.Error(st);
           }
           return 1;
+        });
+        break;
+      }
+      case Shape::kIncr:
+        TimedLoop(ctx, ctx.quota(), [&](uint64_t) {
+          source.Next();
+          if (absl::StatusOr<int64_t> v = table.Incr(source.key(), 0, 1);
+              !v.ok()) {
+            ctx.Error(v.status());
+          }
+          return 0;
         });
         break;
       case Shape::kHotKey:
@@ -323,6 +371,15 @@ class FloorVariant final : public TableShapedVariant {
     std::memcpy(out, row + sizeof(uint64_t), kStringBytes);
     TasUnlock(Lock(row));
   }
+  // The row's counter (its first word after the lock) plus one.
+  void Increment(std::byte* row) const {
+    TasLock(Lock(row));
+    int64_t n;
+    std::memcpy(&n, row + sizeof(uint64_t), sizeof(n));
+    ++n;
+    std::memcpy(row + sizeof(uint64_t), &n, sizeof(n));
+    TasUnlock(Lock(row));
+  }
   void CopyIn(std::byte* row, const char* in) const {
     TasLock(Lock(row));
     std::memcpy(row + sizeof(uint64_t), in, kStringBytes);
@@ -331,6 +388,7 @@ class FloorVariant final : public TableShapedVariant {
 
   void Work(WorkerContext& ctx) override {
     Rng rng(0x5eed0000 + ctx.index());
+    KeySource& source = keys();
     alignas(8) char buf[kStringBytes];
     alignas(8) char src[kStringBytes];
     std::memset(src, 'v', sizeof(src));
@@ -339,7 +397,7 @@ class FloorVariant final : public TableShapedVariant {
     switch (shape_.shape) {
       case Shape::kReadMix:
         TimedLoop(ctx, ctx.quota(), [&](uint64_t i) {
-          std::byte* row = Row(rng.Below(keys));
+          std::byte* row = Row(source.Next());
           if (static_cast<int>(rng.Below(100)) < read_percent) {
             CopyOut(row, buf);
             KeepAlive(buf);
@@ -350,15 +408,16 @@ class FloorVariant final : public TableShapedVariant {
           return 1;
         });
         break;
+      case Shape::kIncr:
+        TimedLoop(ctx, ctx.quota(), [&](uint64_t) {
+          Increment(Row(source.Next()));
+          return 0;
+        });
+        break;
       case Shape::kHotKey: {
         std::byte* row = Row(0);
         TimedLoop(ctx, ctx.quota(), [&](uint64_t) {
-          TasLock(Lock(row));
-          int64_t n;
-          std::memcpy(&n, row + sizeof(uint64_t), sizeof(n));
-          ++n;
-          std::memcpy(row + sizeof(uint64_t), &n, sizeof(n));
-          TasUnlock(Lock(row));
+          Increment(row);
           return 0;
         });
         break;
@@ -420,6 +479,19 @@ absl::StatusOr<Workload> MakeTableWorkload(absl::string_view name,
     shape.shape = Shape::kReadMix;
     shape.read_percent = name == "get-only" ? 100 : 0;
     shape.kinds = {"get", "set"};
+  } else if (name == "user-get" || name == "user-get-column" ||
+             name == "user-mixed") {
+    // The user pattern (issue 12): keys from a pre-built array in a random
+    // permutation, a whole row (or one column) per read.
+    shape.shape = Shape::kReadMix;
+    shape.permuted_keys = true;
+    shape.one_column = name == "user-get-column";
+    shape.read_percent = name == "user-mixed" ? 90 : 100;
+    shape.kinds = {"get", "set"};
+  } else if (name == "user-incr") {
+    shape.shape = Shape::kIncr;
+    shape.permuted_keys = true;
+    shape.kinds = {"incr"};
   } else if (name == "hot-key") {
     shape.shape = Shape::kHotKey;
     shape.kinds = {"incr"};

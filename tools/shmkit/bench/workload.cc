@@ -23,6 +23,12 @@ std::vector<std::pair<std::string, std::string>> WorkloadNames() {
       {"get-only", "100 % Get of preloaded keys"},
       {"set-only", "100 % Set (update) of preloaded keys"},
       {"hot-key", "every worker increments one row"},
+      {"user-get",
+       "100 % whole-row Get of preloaded keys taken from a pre-built array "
+       "in a random permutation (as a server looks up keys)"},
+      {"user-get-column", "user-get reading the int column only"},
+      {"user-incr", "Incr of preloaded keys in user-get's order"},
+      {"user-mixed", "user-get's keys: 90 % Get, 10 % Set"},
       {"ttl-churn",
        "sessions with a TTL (--session-ttl): 90 % Get, re-created when "
        "expired; 10 % refresh"},
@@ -41,8 +47,9 @@ std::vector<std::pair<std::string, std::string>> WorkloadNames() {
 
 std::vector<std::string> DefaultSuite() {
   std::vector<std::string> suite = {
-      "read-heavy", "mixed",    "write-heavy",    "hot-key",
-      "ttl-churn",  "capacity", "counter:atomic", "counter:sem"};
+      "read-heavy", "mixed",     "write-heavy", "user-get",
+      "user-incr",  "hot-key",   "ttl-churn",   "capacity",
+      "counter:atomic", "counter:sem"};
   if (QueuesAvailable()) {
     suite.push_back("queue:sysv");
     suite.push_back("queue:ring");

@@ -7,6 +7,13 @@
 //   mixed           90 % Get / 10 % Set            floor, boost
 //   write-heavy     50 % Get / 50 % Set            floor, boost
 //   hot-key         Incr of one row by every worker floor, boost
+//   user-get        100 % whole-row Get, keys from  floor, boost
+//                   a pre-built array in a random
+//                   permutation (KeySource)
+//   user-get-column user-get reading one column    floor, boost
+//   user-incr       Incr of user-get's keys        floor, boost
+//   user-mixed      user-get's keys, 90 % Get /    floor, boost
+//                   10 % Set
 //   ttl-churn       90 % Get (a miss re-creates     floor, boost
 //                   the session with a TTL) /
 //                   10 % Set refreshing the TTL
