@@ -43,7 +43,7 @@ bool Stopped(pid_t pid) {
          line[paren + 2] == 'T';
 }
 
-TEST(PoolAndTable, AWorkerKilledHoldingABucketIsTakenOverWithin10msOfTheReap) {
+TEST(PoolAndTable, AWorkerKilledHoldingABucketIsTakenOverAtOnceWhenReaped) {
   const Schema schema = *Schema::Builder().Int("a").Int("b").Build();
   absl::StatusOr<Table> table = Table::Create(
       schema, {.capacity = 64, .lock_timeout = absl::Seconds(30)});
