@@ -15,6 +15,7 @@
 #include "bench_util.h"
 #include "benchmark/benchmark.h"
 #include "shmkit/ipc/atomic_counter.h"
+#include "shmkit/ipc/internal/cpu_relax.h"
 #include "shmkit/ipc/lock_arena.h"
 #include "shmkit/ipc/sem_counter.h"
 #include "shmkit/ipc/semaphore.h"
@@ -69,7 +70,7 @@ struct TasLock {
   void Lock() {
     std::atomic_ref<int64_t> f(*w.value());
     while (f.exchange(1, std::memory_order_acquire) != 0) {
-      while (f.load(std::memory_order_relaxed) != 0) __builtin_ia32_pause();
+      while (f.load(std::memory_order_relaxed) != 0) internal::CpuRelax();
     }
   }
   void Unlock() {

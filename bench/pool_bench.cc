@@ -22,7 +22,7 @@
 
 #include "bench_util.h"
 #include "benchmark/benchmark.h"
-#include "shmkit/ipc/pool/notify.h"
+#include "shmkit/ipc/event.h"
 #include "shmkit/ipc/pool/worker_pool.h"
 #include "shmkit/ipc/segment.h"
 

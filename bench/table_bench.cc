@@ -23,6 +23,7 @@
 #include "bench_util.h"
 #include "benchmark/benchmark.h"
 #include "boost_w.h"
+#include "shmkit/ipc/internal/cpu_relax.h"
 #include "shmkit/ipc/internal/deadline.h"
 #include "shmkit/ipc/segment.h"
 #include "shmkit/table/table.h"
@@ -292,8 +293,9 @@ struct Floor {
   void CopyRow(uint64_t index, char* out) {
     char* row = static_cast<char*>(region.data()) + index * 128;
     std::atomic_ref<uint64_t> lock(*reinterpret_cast<uint64_t*>(row));
-    while (lock.exchange(1, std::memory_order_acquire) != 0)
-      __builtin_ia32_pause();
+    while (lock.exchange(1, std::memory_order_acquire) != 0) {
+      internal::CpuRelax();
+    }
     std::memcpy(out, row + 8, 64);
     lock.store(0, std::memory_order_release);
   }
@@ -318,7 +320,7 @@ void RawTasAdd(benchmark::State& state, bool contended) {
   volatile int64_t* value = static_cast<int64_t*>(s.data()) + 1;
   auto add = [&] {
     while (lock.exchange(1, std::memory_order_acquire) != 0) {
-      while (lock.load(std::memory_order_relaxed) != 0) __builtin_ia32_pause();
+      while (lock.load(std::memory_order_relaxed) != 0) internal::CpuRelax();
     }
     *value = *value + 1;
     lock.store(0, std::memory_order_release);

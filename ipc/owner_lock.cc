@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "shmkit/ipc/internal/cpu_relax.h"
 #include "shmkit/ipc/internal/deadline.h"
 #include "shmkit/ipc/internal/futex.h"
 
@@ -22,8 +23,6 @@ constexpr int kYieldRounds = 4;
 // them every time).
 constexpr int64_t kMaxSleepNs = 2'000'000;
 constexpr int64_t kProbeIntervalNs = 1'000'000;
-
-inline void CpuRelax() { __builtin_ia32_pause(); }
 
 inline const void* FutexAddress(const uint64_t* word) {
   return word;  // little-endian: the low 32 bits come first
@@ -56,7 +55,9 @@ absl::StatusOr<LockResult> OwnerLock::LockSlow(OwnerToken me,
                        me.slot, "): re-acquiring it would deadlock"));
     }
     if (round < kSpinRounds) {
-      for (int i = 0, n = 1 << std::min(round, 6); i < n; ++i) CpuRelax();
+      for (int i = 0, n = 1 << std::min(round, 6); i < n; ++i) {
+        internal::CpuRelax();
+      }
       ++round;
       continue;
     }

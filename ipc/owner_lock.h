@@ -12,7 +12,7 @@
 // clears it (Unlock); only a waiter that proved the owner dead replaces it.
 //
 // Lock: one CAS 0 -> token on the fast path (no system call). A waiter spins
-// with `pause`, then yields, then sleeps on the futex in slices of at most
+// (internal::CpuRelax), then yields, then sleeps on the futex in slices of at most
 // 2 ms; after each slice that ended without a wake it asks the registry
 // whether the owner is dead (generation moved, slot freed, pid gone, pid
 // reused). A live owner is never overridden, however long it holds the lock:

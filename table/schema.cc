@@ -2,11 +2,19 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "shmkit/table/internal/hash.h"
 #include "shmkit/table/internal/layout.h"
 
@@ -38,6 +46,116 @@ std::string ColumnSpec::TypeString() const {
       return absl::StrCat("bytes(", size, ")");
   }
   return "unknown";
+}
+
+absl::StatusOr<ColumnSpec> ParseColumnSpec(absl::string_view text) {
+  const std::vector<absl::string_view> parts = absl::StrSplit(text, ':');
+  const auto bad = [&text](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "column \"", absl::CHexEscape(text), "\": ", why,
+        " (expected NAME:TYPE, TYPE one of int8 int16 int32 int64 int float64 "
+        "float float32 string(MAX) bytes(MAX), or string:MAX bytes:MAX)"));
+  };
+  if (parts.size() < 2 || parts.size() > 3) return bad("wrong shape");
+  ColumnSpec c;
+  c.name = std::string(parts[0]);
+  std::string type = absl::AsciiStrToLower(parts[1]);
+  // string(32) is string:32 written the way TypeString writes it.
+  std::optional<absl::string_view> size_text;
+  if (parts.size() == 3) size_text = parts[2];
+  absl::string_view type_view = type;
+  if (const size_t open = type_view.find('(');
+      open != absl::string_view::npos && absl::EndsWith(type_view, ")")) {
+    if (size_text.has_value()) return bad("the size is given twice");
+    size_text = type_view.substr(open + 1, type_view.size() - open - 2);
+    type_view = type_view.substr(0, open);
+  }
+  auto size = [&]() -> absl::StatusOr<uint32_t> {
+    uint32_t n;
+    if (!size_text.has_value() || !absl::SimpleAtoi(*size_text, &n)) {
+      return bad(absl::StrCat(type_view, " needs a maximum size in bytes"));
+    }
+    return n;
+  };
+  if (type_view == "int" || type_view == "int64" || type_view == "int32" ||
+      type_view == "int16" || type_view == "int8") {
+    c.type = ColumnType::kInt;
+    c.size = type_view == "int8"    ? 1
+             : type_view == "int16" ? 2
+             : type_view == "int32" ? 4
+                                    : 8;
+    if (size_text.has_value()) {
+      if (type_view != "int") return bad("the int width is in the type name");
+      absl::StatusOr<uint32_t> n = size();
+      if (!n.ok()) return n.status();
+      c.size = *n;
+    }
+  } else if (type_view == "float" || type_view == "float64" ||
+             type_view == "double" || type_view == "float32") {
+    if (size_text.has_value()) return bad("float takes no size");
+    c.type = ColumnType::kFloat;
+    c.size = type_view == "float32" ? 4 : 8;
+  } else if (type_view == "string" || type_view == "bytes") {
+    c.type = type_view == "string" ? ColumnType::kString : ColumnType::kBytes;
+    absl::StatusOr<uint32_t> n = size();
+    if (!n.ok()) return n.status();
+    c.size = *n;
+  } else {
+    return bad(
+        absl::StrCat("unknown type \"", absl::CHexEscape(parts[1]), "\""));
+  }
+  return c;
+}
+
+absl::StatusOr<Value> ParseColumnValue(const ColumnSpec& column,
+                                       absl::string_view text) {
+  const auto bad = [&](absl::string_view shown, absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("column \"", column.name, "\": \"",
+                     absl::CHexEscape(shown), "\" ", why));
+  };
+  switch (column.type) {
+    case ColumnType::kInt: {
+      int64_t v;
+      if (!absl::SimpleAtoi(text, &v)) {
+        return bad(text, "is not an integer in the int64 range");
+      }
+      return Value(static_cast<long long>(v));
+    }
+    case ColumnType::kFloat: {
+      double v;
+      if (!absl::SimpleAtod(text, &v) || !std::isfinite(v)) {
+        return bad(text, "is not a finite number");
+      }
+      return Value(v);
+    }
+    case ColumnType::kString:
+      return Value::Copy(text);
+    case ColumnType::kBytes: {
+      if (text.size() % 2 != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "column \"", column.name, "\": hex needs two digits per byte (got ",
+            text.size(), ")"));
+      }
+      const auto digit = [](char ch) -> int {
+        if (ch >= '0' && ch <= '9') return ch - '0';
+        if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+        if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+        return -1;
+      };
+      std::string out;
+      out.reserve(text.size() / 2);
+      for (size_t i = 0; i < text.size(); i += 2) {
+        const int hi = digit(text[i]), lo = digit(text[i + 1]);
+        if (hi < 0 || lo < 0) return bad(text.substr(i, 2), "is not hex");
+        out.push_back(static_cast<char>(hi * 16 + lo));
+      }
+      return Value(std::move(out));
+    }
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("column \"", column.name, "\": unknown column type ",
+                   static_cast<int>(column.type)));
 }
 
 std::string Value::DebugString() const {

@@ -113,6 +113,25 @@ class Value {
   std::variant<int64_t, double, std::string, absl::string_view> v_;
 };
 
+// Text forms, for tools and configuration files: the inverse of
+// ColumnSpec::TypeString and of printing a value.
+//
+// ParseColumnSpec reads "NAME:TYPE", TYPE one of int8 int16 int32 int64 (or
+// int), float32 float64 (or float, double), string(MAX) bytes(MAX), as
+// TypeString writes them; "NAME:string:MAX", "NAME:bytes:MAX" and
+// "NAME:int:BYTES" give the size as a third field. Type names are
+// case-insensitive. Only the shape is checked here: Schema::Builder checks
+// the name and the size. A malformed text is InvalidArgument quoting it.
+absl::StatusOr<ColumnSpec> ParseColumnSpec(absl::string_view text);
+
+// Reads a value for `column` from text: kInt a decimal int64, kFloat a
+// finite decimal number, kString the bytes as they are, kBytes two hex
+// digits a byte. Anything else is InvalidArgument naming the column. Width
+// and length against the column's size are checked by the write, as for any
+// Value. The returned Value owns its bytes.
+absl::StatusOr<Value> ParseColumnValue(const ColumnSpec& column,
+                                       absl::string_view text);
+
 // Typed handles of a schema's columns, from Schema::Int, Schema::Float and
 // Schema::String: the name and type are checked once, and then a write names
 // the column without a lookup and a Row reads it with one load

@@ -6,6 +6,8 @@
 
 #include <time.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstdint>
 
 #include "absl/time/time.h"
@@ -17,6 +19,16 @@ inline int64_t MonotonicNanos() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// Milliseconds from now to `deadline_ns` (CLOCK_MONOTONIC) for poll() and
+// epoll_wait(): rounded up, so that a wait never ends just short of its
+// deadline and spins; 0 once it has passed; at most INT_MAX.
+inline int PollTimeoutMs(int64_t deadline_ns) {
+  const int64_t left = deadline_ns - MonotonicNanos();
+  if (left <= 0) return 0;
+  const int64_t ms = (left + 999'999) / 1'000'000;
+  return static_cast<int>(std::min<int64_t>(ms, INT_MAX));
 }
 
 class Deadline {
@@ -48,6 +60,10 @@ class Deadline {
                     static_cast<long>(left % 1'000'000'000)};
   }
   int64_t at_ns() const { return at_ns_; }
+  // The poll()/epoll_wait() timeout: -1 when infinite, else PollTimeoutMs.
+  int PollTimeoutMs() const {
+    return infinite() ? -1 : ::shmkit::internal::PollTimeoutMs(at_ns_);
+  }
 
  private:
   explicit Deadline(int64_t at_ns) : at_ns_(at_ns) {}

@@ -6,11 +6,15 @@
 
 namespace shmkit::internal {
 
-absl::Status ErrnoStatus(int err, absl::string_view call) {
+std::string ErrnoText(int err) {
   // strerror_r (GNU variant) is thread-safe, unlike strerror.
   char buffer[128];
-  const char* text = strerror_r(err, buffer, sizeof(buffer));
-  std::string message = absl::StrCat(call, ": ", text, " (errno ", err, ")");
+  return strerror_r(err, buffer, sizeof(buffer));
+}
+
+absl::Status ErrnoStatus(int err, absl::string_view call) {
+  std::string message =
+      absl::StrCat(call, ": ", ErrnoText(err), " (errno ", err, ")");
   if (err == EIDRM) {
     return absl::FailedPreconditionError(std::move(message));
   }

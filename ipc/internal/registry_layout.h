@@ -1,5 +1,6 @@
 // The shared-memory layout of a ProcessRegistry. Internal: exposed for the
-// golden layout test and for tests that simulate pid reuse.
+// golden layout test (tests/ipc/layout_golden_test.cc) and for tests that
+// simulate pid reuse.
 #ifndef SHMKIT_IPC_INTERNAL_REGISTRY_LAYOUT_H_
 #define SHMKIT_IPC_INTERNAL_REGISTRY_LAYOUT_H_
 

@@ -14,6 +14,7 @@
 #include "shmkit/ipc/internal/deadline.h"
 #include "shmkit/ipc/internal/errors.h"
 #include "shmkit/ipc/internal/status_macros.h"
+#include "shmkit/ipc/queue/internal/pipe_core.h"
 #include "shmkit/ipc/queue/internal/orphan_reaper.h"
 #include "shmkit/ipc/queue/internal/spec_reader.h"
 
@@ -141,7 +142,7 @@ FifoQueue::FifoQueue(internal::PipeCore core, std::string path, std::string dir,
                      bool anonymous, pid_t created_by, dev_t dev, ino_t ino,
                      bool ignore_sigpipe)
     : Queue(FifoCapabilities(core.max_message_bytes())),
-      core_(std::in_place, std::move(core)),
+      core_(std::make_unique<internal::PipeCore>(std::move(core))),
       path_(std::move(path)),
       dir_(std::move(dir)),
       anonymous_(anonymous),
@@ -149,6 +150,9 @@ FifoQueue::FifoQueue(internal::PipeCore core, std::string path, std::string dir,
       dev_(dev),
       ino_(ino),
       ignore_sigpipe_(ignore_sigpipe) {}
+
+int FifoQueue::ReceiveFd() const { return core_ ? core_->read_fd() : -1; }
+int FifoQueue::SendFd() const { return core_ ? core_->write_fd() : -1; }
 
 FifoQueue::~FifoQueue() { (void)Close(); }
 

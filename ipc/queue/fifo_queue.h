@@ -35,18 +35,20 @@
 
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "shmkit/ipc/queue/internal/pipe_core.h"
 #include "shmkit/ipc/queue/queue.h"
 #include "shmkit/ipc/queue/spec.h"
 #include "shmkit/ipc/unique_fd.h"
 
 namespace shmkit {
+
+namespace internal {
+class PipeCore;
+}  // namespace internal
 
 struct FifoQueueOptions {
   // Absolute path of the FIFO (spec: path). Empty: a private FIFO.
@@ -78,8 +80,8 @@ class FifoQueue final : public Queue {
 
   const std::string& path() const { return path_; }
   bool created() const { return created_by_ != 0; }
-  int ReceiveFd() const override { return core_ ? core_->read_fd() : -1; }
-  int SendFd() const override { return core_ ? core_->write_fd() : -1; }
+  int ReceiveFd() const override;
+  int SendFd() const override;
 
  protected:
   absl::Status SendImpl(absl::string_view bytes, int64_t type,
@@ -100,7 +102,7 @@ class FifoQueue final : public Queue {
   absl::Status Destroy();
 
   // Empty after Close() (descriptors closed, segment detached).
-  std::optional<internal::PipeCore> core_;
+  std::unique_ptr<internal::PipeCore> core_;
   std::string path_;
   std::string dir_;  // the private directory of an anonymous FIFO
   bool anonymous_;

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "shmkit/ipc/internal/errors.h"
 #include "shmkit/ipc/internal/status_macros.h"
+#include "shmkit/ipc/queue/internal/pipe_core.h"
 #include "shmkit/ipc/queue/internal/spec_reader.h"
 
 namespace shmkit {
@@ -29,10 +30,13 @@ QueueCapabilities PipeCapabilities(size_t max_message_bytes) {
 
 PipeQueue::PipeQueue(internal::PipeCore core, const PipeQueueOptions& options)
     : Queue(PipeCapabilities(core.max_message_bytes())),
-      core_(std::in_place, std::move(core)),
+      core_(std::make_unique<internal::PipeCore>(std::move(core))),
       description_(absl::StrCat("pipe queue (control segment id ",
                                 core_->segment().id(), ")")),
       ignore_sigpipe_(options.ignore_sigpipe) {}
+
+int PipeQueue::ReceiveFd() const { return core_ ? core_->read_fd() : -1; }
+int PipeQueue::SendFd() const { return core_ ? core_->write_fd() : -1; }
 
 PipeQueue::~PipeQueue() { (void)Close(); }
 

@@ -50,17 +50,19 @@
 
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "shmkit/ipc/queue/internal/pipe_core.h"
 #include "shmkit/ipc/queue/queue.h"
 #include "shmkit/ipc/queue/spec.h"
 
 namespace shmkit {
+
+namespace internal {
+class PipeCore;
+}  // namespace internal
 
 struct PipeQueueOptions {
   // Largest message, in bytes (spec: max_bytes). Up to 64 MiB; the shared
@@ -85,8 +87,8 @@ class PipeQueue final : public Queue {
 
   ~PipeQueue() override;
 
-  int ReceiveFd() const override { return core_ ? core_->read_fd() : -1; }
-  int SendFd() const override { return core_ ? core_->write_fd() : -1; }
+  int ReceiveFd() const override;
+  int SendFd() const override;
 
  protected:
   absl::Status SendImpl(absl::string_view bytes, int64_t type,
@@ -104,7 +106,7 @@ class PipeQueue final : public Queue {
   PipeQueue(internal::PipeCore core, const PipeQueueOptions& options);
 
   // Empty after Close() (descriptors closed, segment detached).
-  std::optional<internal::PipeCore> core_;
+  std::unique_ptr<internal::PipeCore> core_;
   std::string description_;
   bool ignore_sigpipe_;
 };

@@ -26,6 +26,7 @@
 #include "shmkit/ipc/internal/futex.h"
 #include "shmkit/ipc/internal/shared.h"
 #include "shmkit/ipc/internal/status_macros.h"
+#include "shmkit/ipc/queue/internal/ring_layout.h"
 #include "shmkit/ipc/queue/internal/spec_reader.h"
 #include "shmkit/ipc/queue/internal/spin_wait.h"
 

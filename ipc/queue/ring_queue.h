@@ -80,12 +80,16 @@
 #include "absl/time/time.h"
 #include "shmkit/ipc/key.h"
 #include "shmkit/ipc/process_registry.h"
-#include "shmkit/ipc/queue/internal/ring_layout.h"
 #include "shmkit/ipc/queue/queue.h"
 #include "shmkit/ipc/queue/spec.h"
 #include "shmkit/ipc/segment.h"
 
 namespace shmkit {
+
+namespace internal {
+struct RingControl;
+struct RingSlot;
+}  // namespace internal
 
 struct RingQueueOptions {
   // Number of slots: a power of two, 2..2^24 (spec: slots).

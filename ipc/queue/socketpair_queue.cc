@@ -129,7 +129,7 @@ absl::Status SocketPairQueue::WaitReady(int fd, short events,
           static_cast<long>(left % 1'000'000'000)};
     timeout = &ts;
   }
-  if (ppoll(&p, 1, timeout, nullptr) == -1 && errno != EINTR) {
+  if (internal::NoEventsOnEintr(ppoll(&p, 1, timeout, nullptr)) == -1) {
     return ErrnoStatus(errno, absl::StrCat("ppoll(", Describe(), ")"));
   }
   return absl::OkStatus();

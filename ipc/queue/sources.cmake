@@ -7,6 +7,9 @@ target_sources(shmkit_ipc PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/internal/orphan_reaper.cc
   ${CMAKE_CURRENT_LIST_DIR}/internal/pipe_core.cc
   ${CMAKE_CURRENT_LIST_DIR}/internal/stream_endpoint.cc
+  ${CMAKE_CURRENT_LIST_DIR}/internal/stream_listener.cc
+  ${CMAKE_CURRENT_LIST_DIR}/internal/stream_queue_core.cc
+  ${CMAKE_CURRENT_LIST_DIR}/internal/stream_sender.cc
   ${CMAKE_CURRENT_LIST_DIR}/pipe_queue.cc
   ${CMAKE_CURRENT_LIST_DIR}/queue.cc
   ${CMAKE_CURRENT_LIST_DIR}/ring_queue.cc

@@ -130,28 +130,25 @@
 #define SHMKIT_IPC_QUEUE_STREAM_QUEUE_H_
 
 #include <sys/types.h>
-#include <sys/uio.h>
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "shmkit/ipc/queue/internal/stream_endpoint.h"
 #include "shmkit/ipc/queue/queue.h"
 #include "shmkit/ipc/queue/spec.h"
-#include "shmkit/ipc/unique_fd.h"
 
 namespace shmkit {
+
+namespace internal {
+class StreamQueueCore;
+struct StreamEndpoint;
+}  // namespace internal
 
 enum class StreamSide {
   kListen,   // binds the address, receives (and may send to itself)
@@ -204,15 +201,13 @@ class StreamQueue final : public Queue {
 
   ~StreamQueue() override;
 
-  StreamSide side() const { return side_; }
-  bool is_tcp() const {
-    return endpoint_.transport == internal::StreamTransport::kTcp;
-  }
+  StreamSide side() const;
+  bool is_tcp() const;
   // unix: the path or "@name" (the chosen one for a private listener).
-  const std::string& path() const { return endpoint_.path; }
+  const std::string& path() const;
   // tcp: the host as given, and the port (the one bound, for port 0).
-  const std::string& host() const { return endpoint_.host; }
-  uint16_t port() const { return endpoint_.port; }
+  const std::string& host() const;
+  uint16_t port() const;
   // "unix /run/app/q (listening)", "tcp 127.0.0.1:40123 (connecting)".
   std::string ToString() const { return Describe(); }
   // The spec another process opens to send here, e.g.
@@ -233,129 +228,14 @@ class StreamQueue final : public Queue {
   std::string Describe() const override;
 
  private:
-  // One accepted connection, read by this process only.
-  struct Conn {
-    uint64_t id = 0;
-    UniqueFd fd;
-    // Bytes read and not yet delivered: [begin, end) of `buffer`.
-    std::vector<unsigned char> buffer;
-    size_t begin = 0;
-    size_t end = 0;
-    // Bytes of the stream taken: frames delivered, queries answered.
-    uint64_t consumed = 0;
-    bool ready = false;  // in ready_: a whole frame is buffered
-  };
-  // How a step of a send or connect ended.
-  enum class Step { kDone, kWait, kError };
-
-  StreamQueue(internal::StreamEndpoint endpoint,
-              const StreamQueueOptions& options, bool private_name);
+  explicit StreamQueue(std::unique_ptr<internal::StreamQueueCore> core);
   static absl::StatusOr<std::unique_ptr<StreamQueue>> Open(
       internal::StreamEndpoint endpoint, const StreamQueueOptions& options,
       bool private_name);
 
-  // ---- per process ----
-  // Rebuilds the per-process state after fork (see the .cc's design note).
-  absl::Status EnsureProcess();
-  absl::Status Rehome();
-  absl::Status MakeWakeAndEpoll();
-  absl::Status RemovedError() const;
-  absl::Status PeerGone(absl::string_view why) const;
-  void SignalWake();
-
-  // ---- sending (send_mu_ held) ----
-  Step Connect(int& err);
-  Step FlushTail(absl::Status& error);
-  // Writes a frame; `frame_end` is the stream offset just past it.
-  Step WriteFrame(const unsigned char* header, absl::string_view bytes,
-                  uint64_t& frame_end, absl::Status& error);
-  Step WriteQuery(absl::Status& error);
-  Step WriteCommitted(const iovec* iov, int count, size_t total,
-                      absl::Status& error);
-  // Reads the listener's reports; FailedPrecondition at its end of file.
-  absl::Status ReadReports();
-  bool HasCredit(uint64_t frame_bytes) const;
-  bool QueryOutstanding() const { return query_end_ > credit_consumed_; }
-  void BreakConnection();
-  // Breaks the connection after `call` failed with `err`: FailedPrecondition
-  // when the listener went away.
-  absl::Status SendError(int err, absl::string_view call);
-  absl::Status FlushForClose();
-  // Without the lock: waits for room on `fd` (POLLOUT when `want_out`), a
-  // report or end of file (POLLIN), or Remove().
-  absl::Status WaitSendable(int fd, bool connect_retry, bool want_out,
-                            const WaitMode& wait, bool& peer_event);
-
-  // ---- receiving (recv_mu_ held) ----
-  absl::Status AcceptAll();
-  void ReadConn(Conn& conn);
-  // Answers the credit queries at the head of `conn`'s buffer; false when
-  // that dropped the connection.
-  bool AnswerQueries(Conn& conn);
-  void DropConn(Conn& conn, const std::string& why);
-  void ForgetSendConnection();
-  void CloseConn(uint64_t id);
-  void CloseAllConns(bool shutdown_them);
-  void OnListenerGone();
-
-  const internal::StreamEndpoint endpoint_;
-  const StreamQueueOptions options_;
-  const StreamSide side_;
-  const bool private_name_;
-  pid_t creator_pid_ = 0;
-  dev_t socket_dev_ = 0;  // the unix socket file this handle bound
-  ino_t socket_ino_ = 0;
-  std::string description_;
-
-  std::atomic<bool> removed_{false};
-  // The process whose state below this is (ForkEpoch()).
-  std::atomic<uint64_t> epoch_{0};
-  // eventfd, readable once the queue is removed: wakes every wait.
-  UniqueFd wake_;
-
-  // Sending side of this process.
-  mutable std::mutex send_mu_;
-  enum class ConnState { kNone, kConnecting, kConnected };
-  ConnState send_state_ = ConnState::kNone;  // guarded by send_mu_
-  UniqueFd send_fd_;                         // guarded by send_mu_
-  // Bumped for every new connection: a waiter whose frame was on an older
-  // one knows it broke.
-  uint64_t send_generation_ = 0;  // guarded by send_mu_
-  // Bytes of the current connection handed to the kernel, and the end of
-  // the last frame or query committed to it; their difference is `tail_`.
-  uint64_t send_written_ = 0;    // guarded by send_mu_
-  uint64_t send_committed_ = 0;  // guarded by send_mu_
-  // Flow control: what the listener reported taken, and where the last
-  // credit query ends (outstanding while no report has reached it).
-  uint64_t credit_consumed_ = 0;  // guarded by send_mu_
-  uint64_t query_end_ = 0;        // guarded by send_mu_
-  // A report read in part (guarded by send_mu_).
-  unsigned char report_[16] = {};
-  size_t report_bytes_ = 0;
-  std::vector<unsigned char> tail_;  // guarded by send_mu_
-  size_t tail_begin_ = 0;            // guarded by send_mu_
-  // Whether tail_ holds bytes: lets a receive skip send_mu_ when not.
-  std::atomic<bool> tail_pending_{false};
-  // Threads polling send_fd_ without the lock: a broken descriptor is kept
-  // open (in retired_) until they are gone, so its number is never reused
-  // under them.
-  int send_waiters_ = 0;           // guarded by send_mu_
-  std::vector<UniqueFd> retired_;  // guarded by send_mu_
-
-  // Receiving side of this process.
-  UniqueFd listen_fd_;  // shared across fork; -1 when this process does not
-                        // listen (connect side, or role kSender)
-  mutable std::mutex recv_mu_;
-  UniqueFd epoll_;
-  // Everything below is guarded by recv_mu_.
-  absl::flat_hash_map<uint64_t, std::unique_ptr<Conn>> conns_;
-  std::deque<uint64_t> ready_;  // ids, in turn (round robin)
-  uint64_t next_conn_id_ = 1;   // epoll key; never reused
-  bool ever_connected_ = false;
-  int deliveries_since_poll_ = 0;
-  uint64_t dropped_connections_ = 0;
-  uint64_t partial_frames_discarded_ = 0;
-  std::string last_drop_reason_;
+  // The sockets, the per-process state and both roles' mechanics
+  // (internal/stream_queue_core.h).
+  std::unique_ptr<internal::StreamQueueCore> core_;
 };
 
 }  // namespace shmkit

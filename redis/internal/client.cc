@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "shmkit/ipc/internal/errors.h"
 #include "shmkit/ipc/internal/status_macros.h"
 
 namespace shmkit {
@@ -307,8 +308,7 @@ absl::StatusOr<Reply> Connection::Read(absl::Duration timeout) {
     pollfd p{ctx_->fd, POLLIN, 0};
     const int ms = static_cast<int>(
         std::max<int64_t>(1, absl::ToInt64Milliseconds(left + absl::Microseconds(999))));
-    const int n = poll(&p, 1, ms);
-    if (n < 0 && errno == EINTR) continue;
+    const int n = shmkit::internal::NoEventsOnEintr(poll(&p, 1, ms));
     if (n < 0) return Fail("poll");
     if (n == 0) continue;
     if (redisBufferRead(ctx_) != REDIS_OK) return Fail("read");

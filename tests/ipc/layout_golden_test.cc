@@ -5,6 +5,7 @@
 
 #include "gtest/gtest.h"
 #include "shmkit/ipc/internal/counter_layout.h"
+#include "shmkit/ipc/internal/event_layout.h"
 #include "shmkit/ipc/internal/registry_layout.h"
 #include "shmkit/ipc/object.h"
 #include "shmkit/ipc/owner_lock.h"
@@ -75,6 +76,23 @@ TEST(LayoutGolden, LockWordBits) {
   EXPECT_EQ(LockWordOf({0x123456 - 1, 0xabcdef01}), 0xabcdef01'00123456ull);
   EXPECT_EQ(kLockSlotMask, 0xffffffull);
   EXPECT_EQ(kLockWaitersBit, 0x80000000ull);
+}
+
+// If this fails, the event layout changed: bump kEventLayoutVersion so old
+// and new builds refuse to share an event.
+TEST(LayoutGolden, EventBodyIsLayoutVersion1) {
+  EXPECT_EQ(internal::kEventLayoutVersion, 1u);
+  EXPECT_EQ(sizeof(internal::EventBody), 64u);
+  EXPECT_EQ(alignof(internal::EventBody), 64u);
+  EXPECT_EQ(offsetof(internal::EventBody, seq), 0u);
+  EXPECT_EQ(offsetof(internal::EventBody, wait_flag), 4u);
+  EXPECT_EQ(offsetof(internal::EventBody, broadcasts), 8u);
+  EXPECT_EQ(offsetof(internal::EventBody, permits), 16u);
+  EXPECT_EQ(offsetof(internal::EventBody, notify_one_calls), 24u);
+  EXPECT_EQ(offsetof(internal::EventBody, permits_taken), 32u);
+  EXPECT_EQ(offsetof(internal::EventBody, reserved), 40u);
+  EXPECT_EQ(offsetof(internal::EventSegmentLayout, body), 128u);
+  EXPECT_EQ(sizeof(internal::EventSegmentLayout), 192u);
 }
 
 }  // namespace

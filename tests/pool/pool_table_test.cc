@@ -14,7 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
-#include "shmkit/ipc/pool/notify.h"
+#include "shmkit/ipc/event.h"
 #include "shmkit/ipc/pool/worker_pool.h"
 #include "shmkit/table/internal/test_hooks.h"
 #include "shmkit/table/table.h"

@@ -1,14 +1,10 @@
-# WorkerPool and Event. In-process tests (no fork) in pool_test; the tests
+# WorkerPool. In-process tests (no fork) in pool_test; the tests
 # that fork in their own binaries with the label "fork".
 shmkit_test(pool_test
   SOURCES
-    ${CMAKE_CURRENT_LIST_DIR}/notify_test.cc
+    ${CMAKE_CURRENT_LIST_DIR}/respawn_rules_test.cc
     ${CMAKE_CURRENT_LIST_DIR}/worker_pool_options_test.cc
   LABELS pool)
-shmkit_test(notify_fork_test
-  SOURCES ${CMAKE_CURRENT_LIST_DIR}/notify_fork_test.cc
-  LABELS pool fork
-  TIMEOUT 60)
 shmkit_test(worker_pool_fork_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/worker_pool_fork_test.cc
   LABELS pool fork

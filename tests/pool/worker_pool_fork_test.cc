@@ -20,7 +20,7 @@
 #include "gtest/gtest.h"
 #include "pool_test_util.h"
 #include "shmkit/ipc/lock_arena.h"
-#include "shmkit/ipc/pool/notify.h"
+#include "shmkit/ipc/event.h"
 #include "shmkit/ipc/pool/worker_pool.h"
 #include "test_util.h"
 

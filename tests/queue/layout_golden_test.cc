@@ -3,16 +3,18 @@
 // the version that guards it (named in each test) so that old and new builds
 // refuse to share a queue.
 #include <cstddef>
+#include <cstring>
 
 #include "gtest/gtest.h"
 #include "shmkit/ipc/object.h"
 #include "shmkit/ipc/queue/internal/pipe_core.h"
 #include "shmkit/ipc/queue/internal/ring_layout.h"
+#include "shmkit/ipc/queue/internal/stream_frame.h"
 
 namespace shmkit::internal {
 namespace {
 
-TEST(QueueLayoutGolden, RingIsLayoutVersion2) {
+TEST(LayoutGolden, RingIsLayoutVersion2) {
   EXPECT_EQ(kRingLayoutVersion, 2u);
   EXPECT_EQ(sizeof(RingControl), 384u);
   EXPECT_EQ(alignof(RingControl), 64u);
@@ -50,7 +52,7 @@ TEST(QueueLayoutGolden, RingIsLayoutVersion2) {
   EXPECT_EQ(RingGenOf(RingState(7, 9, 2)), 2u);
 }
 
-TEST(QueueLayoutGolden, PipeIsLayoutVersion1) {
+TEST(LayoutGolden, PipeIsLayoutVersion1) {
   EXPECT_EQ(kPipeLayoutVersion, 1u);
   // The stream format.
   EXPECT_EQ(kPipeFrameMagic, 0x31515053u);
@@ -80,9 +82,40 @@ TEST(QueueLayoutGolden, PipeIsLayoutVersion1) {
   EXPECT_EQ(offsetof(PipeControl, broken_bytes), 272u);
 }
 
-TEST(QueueLayoutGolden, QueueKindsAreStable) {
+TEST(LayoutGolden, QueueKindsAreStable) {
   EXPECT_EQ(static_cast<uint32_t>(ObjectKind::kRingQueue), 4u);
   EXPECT_EQ(static_cast<uint32_t>(ObjectKind::kPipeLock), 7u);
+}
+
+// If this fails, the bytes on the wire changed: give the new format new
+// magics (internal/stream_frame.h) so old and new peers refuse each other.
+TEST(LayoutGolden, StreamWireIsVersion1) {
+  EXPECT_EQ(internal::kStreamFrameHeaderBytes, 16u);
+  EXPECT_EQ(internal::kStreamReportBytes, 16u);
+  EXPECT_EQ(internal::kStreamFrameMagic, 0x31465353u);
+  EXPECT_EQ(internal::kStreamQueryMagic, 0x31515353u);
+  EXPECT_EQ(internal::kStreamReportMagic, 0x31435353u);
+  EXPECT_EQ(internal::kStreamMaxMessageBytes, size_t{1} << 30);
+
+  unsigned char bytes[16];
+  internal::EncodeStreamFrameHeader(0x01020304, 0x1112131415161718, bytes);
+  const unsigned char frame[16] = {'S',  'S',  'F',  '1',  0x04, 0x03,
+                                   0x02, 0x01, 0x18, 0x17, 0x16, 0x15,
+                                   0x14, 0x13, 0x12, 0x11};
+  EXPECT_EQ(std::memcmp(bytes, frame, 16), 0);
+  const internal::StreamFrameHeader h =
+      internal::DecodeStreamFrameHeader(bytes);
+  EXPECT_EQ(h.magic, internal::kStreamFrameMagic);
+  EXPECT_EQ(h.length, 0x01020304u);
+  EXPECT_EQ(h.type, 0x1112131415161718);
+
+  internal::EncodeStreamQuery(bytes);
+  const unsigned char query[16] = {'S', 'S', 'Q', '1'};
+  EXPECT_EQ(std::memcmp(bytes, query, 16), 0);
+
+  internal::EncodeStreamReport(0x0102, bytes);
+  const unsigned char report[16] = {'S', 'S', 'C', '1', 0, 0, 0, 0, 0x02, 0x01};
+  EXPECT_EQ(std::memcmp(bytes, report, 16), 0);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // What the stream-socket queues (unix, tcp) promise beyond the conformance
-// suite, in one process: the wire format, spec errors, tcp port 0, unix
+// suite, in one process (the wire format's golden test is in
+// layout_golden_test.cc): spec errors, tcp port 0, unix
 // socket files (mode, Remove, stale files), a missing listener, peers that
 // break the protocol or stop mid-frame, flow control and Close() with a
 // message half written. The tests that fork are in stream_queue_fork_test.cc.
@@ -24,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "queue_test_util.h"
 #include "shmkit/ipc/queue/factory.h"
+#include "shmkit/ipc/queue/internal/stream_endpoint.h"
 #include "shmkit/ipc/queue/internal/stream_frame.h"
 #include "stream_queue_util.h"
 #include "test_util.h"
@@ -42,39 +44,6 @@ using ::shmkit::testing::TempDir;
 using ::shmkit::testing::WriteAll;
 
 constexpr size_t kBig = size_t{1} << 30;
-
-// ---- wire format --------------------------------------------------------
-
-// If this fails, the bytes on the wire changed: give the new format new
-// magics (internal/stream_frame.h) so old and new peers refuse each other.
-TEST(StreamWireGolden, FramesQueriesAndReportsAreVersion1) {
-  EXPECT_EQ(internal::kStreamFrameHeaderBytes, 16u);
-  EXPECT_EQ(internal::kStreamReportBytes, 16u);
-  EXPECT_EQ(internal::kStreamFrameMagic, 0x31465353u);
-  EXPECT_EQ(internal::kStreamQueryMagic, 0x31515353u);
-  EXPECT_EQ(internal::kStreamReportMagic, 0x31435353u);
-  EXPECT_EQ(internal::kStreamMaxMessageBytes, size_t{1} << 30);
-
-  unsigned char bytes[16];
-  internal::EncodeStreamFrameHeader(0x01020304, 0x1112131415161718, bytes);
-  const unsigned char frame[16] = {'S',  'S',  'F',  '1',  0x04, 0x03,
-                                   0x02, 0x01, 0x18, 0x17, 0x16, 0x15,
-                                   0x14, 0x13, 0x12, 0x11};
-  EXPECT_EQ(std::memcmp(bytes, frame, 16), 0);
-  const internal::StreamFrameHeader h =
-      internal::DecodeStreamFrameHeader(bytes);
-  EXPECT_EQ(h.magic, internal::kStreamFrameMagic);
-  EXPECT_EQ(h.length, 0x01020304u);
-  EXPECT_EQ(h.type, 0x1112131415161718);
-
-  internal::EncodeStreamQuery(bytes);
-  const unsigned char query[16] = {'S', 'S', 'Q', '1'};
-  EXPECT_EQ(std::memcmp(bytes, query, 16), 0);
-
-  internal::EncodeStreamReport(0x0102, bytes);
-  const unsigned char report[16] = {'S', 'S', 'C', '1', 0, 0, 0, 0, 0x02, 0x01};
-  EXPECT_EQ(std::memcmp(bytes, report, 16), 0);
-}
 
 // ---- specs --------------------------------------------------------------
 

@@ -1,5 +1,9 @@
 #include "shmkit/table/schema.h"
 
+#include <cstdint>
+#include <string>
+#include <vector>
+
 #include "gtest/gtest.h"
 #include "test_util.h"
 
@@ -114,6 +118,97 @@ TEST(Schema, CheckValueFitsWidthsTypesAndLengths) {
   EXPECT_THAT(fits(6, 1), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(fits(3, 1.5), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(fits(3, "1"), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// Every spec TypeString can describe reads back from "NAME:" + TypeString().
+TEST(ColumnText, ParseColumnSpecIsTheInverseOfTypeString) {
+  const std::vector<ColumnSpec> specs = {
+      {"a", ColumnType::kInt, 1},     {"b", ColumnType::kInt, 2},
+      {"c", ColumnType::kInt, 4},     {"d", ColumnType::kInt, 8},
+      {"e", ColumnType::kFloat, 4},   {"f", ColumnType::kFloat, 8},
+      {"g", ColumnType::kString, 32}, {"h", ColumnType::kBytes, 1024}};
+  for (const ColumnSpec& spec : specs) {
+    const std::string text = spec.name + ":" + spec.TypeString();
+    absl::StatusOr<ColumnSpec> back = ParseColumnSpec(text);
+    ASSERT_TRUE(back.ok()) << text << ": " << back.status();
+    EXPECT_EQ(back->name, spec.name) << text;
+    EXPECT_EQ(back->type, spec.type) << text;
+    EXPECT_EQ(back->size, spec.size) << text;
+  }
+}
+
+TEST(ColumnText, ParseColumnSpecTakesTheToolsForms) {
+  absl::StatusOr<ColumnSpec> c = ParseColumnSpec("user:STRING:16");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->type, ColumnType::kString);
+  EXPECT_EQ(c->size, 16u);
+  c = ParseColumnSpec("n:int:2");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->type, ColumnType::kInt);
+  EXPECT_EQ(c->size, 2u);
+  c = ParseColumnSpec("x:double");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->type, ColumnType::kFloat);
+  EXPECT_EQ(c->size, 8u);
+  c = ParseColumnSpec("hits:int");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->size, 8u);
+}
+
+TEST(ColumnText, ParseColumnSpecNamesWhatIsWrong) {
+  EXPECT_THAT(ParseColumnSpec("hits"),
+              StatusIsWith(absl::StatusCode::kInvalidArgument, "wrong shape"));
+  EXPECT_THAT(ParseColumnSpec("a:intt"),
+              StatusIsWith(absl::StatusCode::kInvalidArgument,
+                           "unknown type \"intt\""));
+  EXPECT_THAT(
+      ParseColumnSpec("a:string"),
+      StatusIsWith(absl::StatusCode::kInvalidArgument, "needs a maximum size"));
+  EXPECT_THAT(ParseColumnSpec("a:string(8):8"),
+              StatusIsWith(absl::StatusCode::kInvalidArgument, "twice"));
+  EXPECT_THAT(ParseColumnSpec("a:int32:4"),
+              StatusIsWith(absl::StatusCode::kInvalidArgument,
+                           "width is in the type name"));
+  EXPECT_THAT(
+      ParseColumnSpec("a:float:4"),
+      StatusIsWith(absl::StatusCode::kInvalidArgument, "float takes no size"));
+}
+
+TEST(ColumnText, ParseColumnValueReadsEachType) {
+  const ColumnSpec i{"i", ColumnType::kInt, 8};
+  const ColumnSpec f{"f", ColumnType::kFloat, 8};
+  const ColumnSpec s{"s", ColumnType::kString, 8};
+  const ColumnSpec b{"b", ColumnType::kBytes, 8};
+  absl::StatusOr<Value> v = ParseColumnValue(i, "-9223372036854775808");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(*v, Value(static_cast<long long>(INT64_MIN)));
+  v = ParseColumnValue(f, "2.5");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(*v, Value(2.5));
+  const std::string text = "a:b";
+  v = ParseColumnValue(s, text);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_TRUE(v->owns_string());
+  EXPECT_EQ(v->string_value(), "a:b");
+  v = ParseColumnValue(b, "00fFa0");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->string_value(), std::string("\x00\xff\xa0", 3));
+}
+
+TEST(ColumnText, ParseColumnValueRefusesWhatIsNotOfTheType) {
+  const ColumnSpec i{"i", ColumnType::kInt, 8};
+  const ColumnSpec f{"f", ColumnType::kFloat, 8};
+  const ColumnSpec b{"b", ColumnType::kBytes, 8};
+  EXPECT_THAT(ParseColumnValue(i, "9223372036854775808"),
+              StatusIsWith(absl::StatusCode::kInvalidArgument, "int64 range"));
+  EXPECT_THAT(ParseColumnValue(i, "1.5"),
+              StatusIsWith(absl::StatusCode::kInvalidArgument, "column \"i\""));
+  EXPECT_THAT(ParseColumnValue(f, "inf"),
+              StatusIsWith(absl::StatusCode::kInvalidArgument, "finite"));
+  EXPECT_THAT(ParseColumnValue(b, "abc"),
+              StatusIsWith(absl::StatusCode::kInvalidArgument, "two digits"));
+  EXPECT_THAT(ParseColumnValue(b, "zz"),
+              StatusIsWith(absl::StatusCode::kInvalidArgument, "not hex"));
 }
 
 }  // namespace

@@ -58,43 +58,12 @@ namespace {
 // ---------------------------------------------------------------------------
 // Parsing
 
+// A --column flag: ParseColumnSpec, with the flag named in its error.
 absl::StatusOr<ColumnSpec> ParseColumn(absl::string_view text) {
-  std::vector<std::string> parts = absl::StrSplit(text, ':');
-  const auto bad = [&text](absl::string_view why) {
+  absl::StatusOr<ColumnSpec> c = ParseColumnSpec(text);
+  if (!c.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--column \"", text, "\": ", why,
-                     " (expected NAME:TYPE, TYPE one of int8 int16 int32 "
-                     "int64 int float64 float float32 string:MAX bytes:MAX)"));
-  };
-  if (parts.size() < 2 || parts.size() > 3) return bad("wrong shape");
-  ColumnSpec c;
-  c.name = parts[0];
-  const std::string type = absl::AsciiStrToLower(parts[1]);
-  auto size_part = [&]() -> absl::StatusOr<uint32_t> {
-    uint32_t n;
-    if (parts.size() != 3 || !absl::SimpleAtoi(parts[2], &n)) {
-      return bad(absl::StrCat(type, " needs a maximum size in bytes"));
-    }
-    return n;
-  };
-  if (type == "int" || type == "int64" || type == "int32" || type == "int16" ||
-      type == "int8") {
-    c.type = ColumnType::kInt;
-    c.size = type == "int8" ? 1 : type == "int16" ? 2 : type == "int32" ? 4 : 8;
-    if (parts.size() == 3) {
-      if (type != "int") return bad("the int width is in the type name");
-      SHMKIT_ASSIGN_OR_RETURN(c.size, size_part());
-    }
-  } else if (type == "float" || type == "float64" || type == "double" ||
-             type == "float32") {
-    if (parts.size() == 3) return bad("float takes no size");
-    c.type = ColumnType::kFloat;
-    c.size = type == "float32" ? 4 : 8;
-  } else if (type == "string" || type == "bytes") {
-    c.type = type == "string" ? ColumnType::kString : ColumnType::kBytes;
-    SHMKIT_ASSIGN_OR_RETURN(c.size, size_part());
-  } else {
-    return bad(absl::StrCat("unknown type \"", parts[1], "\""));
+        absl::StrCat("--column: ", c.status().message()));
   }
   return c;
 }
@@ -104,39 +73,15 @@ absl::StatusOr<std::string> KeyArg(absl::string_view text) {
   return std::string(text);
 }
 
+// COLUMN=VALUE text: ParseColumnValue, after --escaped's unescaping of a
+// string.
 absl::StatusOr<Value> ParseValue(const ColumnSpec& c, absl::string_view text) {
-  const std::string what = absl::StrCat("column \"", c.name, "\"");
-  switch (c.type) {
-    case ColumnType::kInt: {
-      int64_t v;
-      if (!absl::SimpleAtoi(text, &v)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(what, ": \"", EscapeBytes(text),
-                         "\" is not an integer in the int64 range"));
-      }
-      return Value(static_cast<long long>(v));
-    }
-    case ColumnType::kFloat: {
-      double v;
-      if (!absl::SimpleAtod(text, &v) || !std::isfinite(v)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            what, ": \"", EscapeBytes(text), "\" is not a finite number"));
-      }
-      return Value(v);
-    }
-    case ColumnType::kString: {
-      if (absl::GetFlag(FLAGS_escaped)) {
-        SHMKIT_ASSIGN_OR_RETURN(std::string s, Unescape(text, what));
-        return Value(std::move(s));
-      }
-      return Value(std::string(text));
-    }
-    case ColumnType::kBytes: {
-      SHMKIT_ASSIGN_OR_RETURN(std::string s, FromHex(text, what));
-      return Value(std::move(s));
-    }
+  if (c.type == ColumnType::kString && absl::GetFlag(FLAGS_escaped)) {
+    SHMKIT_ASSIGN_OR_RETURN(
+        std::string s, Unescape(text, absl::StrCat("column \"", c.name, "\"")));
+    return Value(std::move(s));
   }
-  return absl::InternalError("unknown column type");
+  return ParseColumnValue(c, text);
 }
 
 // ---------------------------------------------------------------------------

@@ -7,9 +7,11 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "shmkit/ipc/object.h"
 #include "shmkit/redis/redis_table.h"
 #include "shmkit/table/table.h"
@@ -17,21 +19,6 @@
 #include "tools/shmkit/text.h"
 
 namespace shmkit::cli {
-
-// A segment looked at without trusting it: its /proc entry and, when it
-// carries a shmkit header of this build's format, the header.
-struct SegmentView {
-  SysvEntry entry;
-  std::optional<ObjectInfo> info;  // nullopt: not a shmkit object
-  std::string why_not;             // when info is nullopt: why
-  bool creator_alive = false;      // shmkit objects: pid and start time
-};
-
-// Looks at segment `id` (attached read-only, detached before returning).
-// NotFound when it is gone.
-absl::StatusOr<SegmentView> ViewSegment(int id);
-// The same for a segment already listed.
-absl::StatusOr<SegmentView> ViewSegment(const SysvEntry& entry);
 
 // Attaches the table named by OBJECT (a segment key or id), accepting any
 // permission bits (the owner must still be us). FailedPrecondition when the
@@ -52,6 +39,27 @@ std::string KindOf(const SegmentView& view);
 // Writes the identity fields every object has (kind, key, id, owner, mode,
 // ...) as JSON members of the object being written.
 void WriteEntryJson(const SysvEntry& entry, JsonWriter& json);
+
+// One object as ls shows it: its /proc entry, its kind and, for shmkit's
+// objects, what their header and contents say.
+struct Listed {
+  SysvEntry entry;
+  std::string kind;
+  bool shmkit = false;
+  std::optional<pid_t> creator_pid;
+  bool creator_alive = false;
+  std::optional<absl::Time> created;
+  std::optional<uint64_t> capacity;
+  std::optional<uint64_t> live_rows;
+  std::optional<int64_t> value;
+  std::optional<int> semid;
+  std::string note;
+};
+
+// Every shmkit object on the machine (segments with a shmkit header, System
+// V message queues, semaphore sets a SemCounter uses); with `all`, also
+// segments and semaphore sets that are not shmkit's.
+absl::StatusOr<std::vector<Listed>> ListObjects(bool all);
 
 }  // namespace shmkit::cli
 

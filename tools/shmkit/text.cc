@@ -108,31 +108,6 @@ std::string ToHex(absl::string_view bytes) {
   return out;
 }
 
-absl::StatusOr<std::string> FromHex(absl::string_view hex,
-                                    absl::string_view what) {
-  if (hex.size() % 2 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": hex needs two digits per byte (got ", hex.size(), ")"));
-  }
-  auto digit = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  out.reserve(hex.size() / 2);
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    const int hi = digit(hex[i]), lo = digit(hex[i + 1]);
-    if (hi < 0 || lo < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          what, ": \"", EscapeBytes(hex.substr(i, 2)), "\" is not hex"));
-    }
-    out.push_back(static_cast<char>(hi * 16 + lo));
-  }
-  return out;
-}
-
 absl::StatusOr<std::string> Unescape(absl::string_view text,
                                      absl::string_view what) {
   std::string out, error;

@@ -26,10 +26,8 @@ bool IsUtf8(absl::string_view text);
 std::string EscapeBytes(absl::string_view bytes);
 // Lower-case hex, two digits per byte.
 std::string ToHex(absl::string_view bytes);
-// The inverse; InvalidArgument naming `what` for odd lengths or non-hex
-// characters.
-absl::StatusOr<std::string> FromHex(absl::string_view hex,
-                                    absl::string_view what);
+// (The inverse, for a bytes column's value, is ParseColumnValue in
+// table/schema.h.)
 // absl::CUnescape with an InvalidArgument naming `what` on bad escapes.
 absl::StatusOr<std::string> Unescape(absl::string_view text,
                                      absl::string_view what);

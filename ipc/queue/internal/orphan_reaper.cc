@@ -36,12 +36,10 @@ namespace {
   const char ready = 'r';
   if (write(guard, &ready, 1) != 1) _exit(1);
   char byte;
-  while (true) {
-    const ssize_t r = read(guard, &byte, 1);
-    if (r == 1) _exit(0);                // removed on purpose: stand down
-    if (r == 0) break;                   // every holder is gone
-    if (r < 0 && errno != EINTR) break;  // cannot wait: clean up now
-  }
+  const ssize_t r =
+      internal::RetryOnEintr([&] { return read(guard, &byte, 1); });
+  if (r == 1) _exit(0);  // removed on purpose: stand down
+  // 0: every holder is gone; -1: cannot wait. Either way: clean up now.
   if (task.msqid >= 0) {
     msqid_ds ds;
     if (msgctl(task.msqid, IPC_STAT, &ds) == 0 &&
@@ -89,8 +87,7 @@ absl::StatusOr<UniqueFd> StartOrphanReaper(const ReaperTask& task) {
     RunReaper(read_end.get(), task, fifo, dir);
   }
   int status = 0;
-  while (waitpid(child, &status, 0) == -1 && errno == EINTR) {
-  }
+  (void)internal::RetryOnEintr([&] { return waitpid(child, &status, 0); });
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     return absl::InternalError(
         "could not start the orphan reaper (its fork failed)");

@@ -46,25 +46,6 @@ uint32_t StagingBytesFor(uint32_t max_message_bytes) {
       kReadAheadBytes);
 }
 
-// Holds an OwnerLock until destroyed or Release()d.
-class Held {
- public:
-  Held(uint64_t* word, const ProcessRegistry* registry, OwnerToken me)
-      : lock_(word, registry), me_(me) {}
-  Held(const Held&) = delete;
-  Held& operator=(const Held&) = delete;
-  ~Held() { Release(); }
-  void Release() {
-    if (held_) (void)lock_.Unlock(me_);
-    held_ = false;
-  }
-
- private:
-  OwnerLock lock_;
-  OwnerToken me_;
-  bool held_ = true;
-};
-
 // After anything readers may wait for: a frame written, or whole frames left
 // in staging. The sequence moves only when a reader watches it (spinning:
 // `data_watchers`) or sleeps on it (`data_waiters`), so a writer streaming
@@ -280,11 +261,12 @@ absl::Status PipeCore::StateError() const {
       ". What is still in the pipe cannot be delimited; recreate the queue"));
 }
 
-absl::Status PipeCore::LockFor(uint64_t* word, OwnerToken me,
-                               const WaitMode& wait, bool* took_over,
-                               pid_t* dead_pid, absl::string_view what) {
+absl::StatusOr<OwnerLockGuard> PipeCore::LockFor(uint64_t* word,
+                                                 OwnerToken me,
+                                                 const WaitMode& wait,
+                                                 absl::string_view what) {
   OwnerLock lock(word, &registry_);
-  if (lock.TryLock(me)) return absl::OkStatus();
+  if (lock.TryLock(me)) return OwnerLockGuard::Adopt(lock, me);
   absl::Duration bound;
   switch (wait.kind()) {
     case WaitMode::Kind::kNone:
@@ -297,10 +279,11 @@ absl::Status PipeCore::LockFor(uint64_t* word, OwnerToken me,
       bound = wait.Remaining();
       break;
   }
-  absl::StatusOr<LockResult> result = lock.Lock(me, bound);
-  if (!result.ok()) {
-    if (result.status().code() != absl::StatusCode::kDeadlineExceeded) {
-      return result.status();
+  absl::StatusOr<OwnerLockGuard> guard =
+      OwnerLockGuard::Acquire(lock, me, bound);
+  if (!guard.ok()) {
+    if (guard.status().code() != absl::StatusCode::kDeadlineExceeded) {
+      return guard.status();
     }
     if (wait.kind() == WaitMode::Kind::kNone) {
       return absl::UnavailableError(
@@ -311,11 +294,11 @@ absl::Status PipeCore::LockFor(uint64_t* word, OwnerToken me,
         absl::StrCat(description_, ": the ", what, " lock stayed held for ",
                      absl::FormatDuration(wait.timeout())));
   }
-  if (result->took_over) {
-    *took_over = true;
-    *dead_pid = registry_.Slot(result->dead_owner.slot).pid;
-  }
-  return absl::OkStatus();
+  return guard;
+}
+
+pid_t PipeCore::DeadOwnerPid(const LockResult& result) const {
+  return result.took_over ? registry_.Slot(result.dead_owner.slot).pid : 0;
 }
 
 absl::Status PipeCore::WaitWritable(const WaitMode& wait,
@@ -334,7 +317,7 @@ absl::Status PipeCore::WaitWritable(const WaitMode& wait,
   const int64_t left = std::max<int64_t>(until - now, 0);
   const timespec ts{static_cast<time_t>(left / 1'000'000'000),
                     static_cast<long>(left % 1'000'000'000)};
-  if (ppoll(&p, 1, &ts, nullptr) == -1 && errno != EINTR) {
+  if (NoEventsOnEintr(ppoll(&p, 1, &ts, nullptr)) == -1) {
     return ErrnoStatus(
         errno, absl::StrCat("ppoll(", description_, " write end, POLLOUT)"));
   }
@@ -454,19 +437,19 @@ absl::Status PipeCore::Send(absl::string_view bytes, int64_t type,
                                static_cast<uint32_t>(bytes.size()), type};
   while (true) {
     SHMKIT_RETURN_IF_ERROR(StateError());
-    bool took_over = false;
-    pid_t dead = 0;
-    SHMKIT_RETURN_IF_ERROR(
-        LockFor(&control_->writer_lock, me, wait, &took_over, &dead, "send"));
-    Held held(&control_->writer_lock, &registry_, me);
-    if (took_over) {
+    SHMKIT_ASSIGN_OR_RETURN(OwnerLockGuard held,
+                            LockFor(&control_->writer_lock, me, wait, "send"));
+    if (held.result().took_over) {
       const uint64_t pending = Load(control_->writing_bytes);
-      if (pending != 0) MarkBroken(PipeBreak::kWriterDied, dead, pending);
+      if (pending != 0) {
+        MarkBroken(PipeBreak::kWriterDied, DeadOwnerPid(held.result()),
+                   pending);
+      }
     }
     SHMKIT_RETURN_IF_ERROR(StateError());
     bool would_block = false;
     absl::Status st = WriteFrame(header, bytes, wait, &would_block);
-    held.Release();
+    held.Unlock();
     if (!st.ok()) return st;
     if (!would_block) {
       Announce(*control_);
@@ -610,14 +593,12 @@ absl::Status PipeCore::Receive(Message& out, size_t max_bytes,
     bool more_staged = false;
     absl::StatusOr<Attempt> attempt = Attempt::kEmpty;
     if (st.ok()) {
-      bool took_over = false;
-      pid_t dead = 0;
-      st = LockFor(&control_->reader_lock, me, wait, &took_over, &dead,
-                   "receive");
+      absl::StatusOr<OwnerLockGuard> held =
+          LockFor(&control_->reader_lock, me, wait, "receive");
+      st = held.status();
       if (st.ok()) {
-        Held held(&control_->reader_lock, &registry_, me);
-        if (took_over && Load(control_->reading) != 0) {
-          MarkBroken(PipeBreak::kReaderDied, dead, 0);
+        if (held->result().took_over && Load(control_->reading) != 0) {
+          MarkBroken(PipeBreak::kReaderDied, DeadOwnerPid(held->result()), 0);
         }
         st = StateError();
         if (st.ok()) {

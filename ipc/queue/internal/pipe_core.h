@@ -70,6 +70,7 @@
 #include "absl/time/time.h"
 #include "shmkit/ipc/key.h"
 #include "shmkit/ipc/object.h"
+#include "shmkit/ipc/owner_lock.h"
 #include "shmkit/ipc/process_registry.h"
 #include "shmkit/ipc/queue/queue.h"
 #include "shmkit/ipc/segment.h"
@@ -207,9 +208,12 @@ class PipeCore {
   PipeCore(Segment segment, ProcessRegistry registry, std::string description);
   absl::Status StateError() const;
   void MarkBroken(PipeBreak why, pid_t pid, uint64_t bytes);
-  absl::Status LockFor(uint64_t* word, OwnerToken me, const WaitMode& wait,
-                       bool* took_over, pid_t* dead_pid,
-                       absl::string_view what);
+  // Takes the writer or reader lock as `wait` allows; the guard's result()
+  // says whether it was taken over from a dead owner (DeadOwnerPid names it).
+  absl::StatusOr<OwnerLockGuard> LockFor(uint64_t* word, OwnerToken me,
+                                         const WaitMode& wait,
+                                         absl::string_view what);
+  pid_t DeadOwnerPid(const LockResult& result) const;
   absl::Status WriteFrame(const PipeFrameHeader& header,
                           absl::string_view bytes, const WaitMode& wait,
                           bool* would_block);

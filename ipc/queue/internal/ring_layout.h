@@ -1,5 +1,6 @@
 // The shared-memory layout of a ring queue (RingQueue, ring_queue.h).
-// Internal: exposed for the golden layout test and the kill tests.
+// Internal: exposed for the golden layout test
+// (tests/queue/layout_golden_test.cc) and the kill tests.
 //
 // Segment (kind kRingQueue, layout kRingLayoutVersion):
 //

@@ -6,7 +6,7 @@
 // wake-up (several microseconds here, tens when the wake-up crosses CPUs).
 // A waiter whose peer needs *this* CPU must get out of the way instead:
 // unbounded spinning cost 8 ms per round trip in that case (the peer runs
-// only when our time slice ends). So: pure `pause` spinning for at most
+// only when our time slice ends). So: pure CpuRelax() spinning for at most
 // kPureSpinNs, then sched_yield() between checks (which runs a peer queued
 // on this CPU at once, and costs little when there is none) until the
 // budget is spent; the caller then sleeps.
@@ -18,13 +18,12 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "shmkit/ipc/internal/cpu_relax.h"
 #include "shmkit/ipc/internal/deadline.h"
 
 namespace shmkit::internal {
 
 inline constexpr int64_t kPureSpinNs = 2'000;
-
-inline void CpuRelax() { __builtin_ia32_pause(); }
 
 // Calls `done()` until it returns true (then returns true), for at most
 // `budget_ns` and never past `deadline_ns` (CLOCK_MONOTONIC). False when

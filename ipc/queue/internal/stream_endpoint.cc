@@ -145,7 +145,7 @@ absl::StatusOr<StreamEndpoint> TcpEndpoint(absl::string_view host,
   if (rc != 0) {
     const std::string why = absl::StrCat(
         "tcp host \"", host, "\" does not resolve: getaddrinfo: ",
-        rc == EAI_SYSTEM ? std::strerror(errno) : gai_strerror(rc));
+        rc == EAI_SYSTEM ? ErrnoText(errno) : std::string(gai_strerror(rc)));
     return rc == EAI_AGAIN ? absl::UnavailableError(why)
                            : absl::InvalidArgumentError(why);
   }

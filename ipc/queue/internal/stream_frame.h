@@ -54,7 +54,7 @@ struct StreamFrameHeader {
   int64_t type = 0;
 };
 // Because the wire header is exactly the three fields back to back with no
-// padding, the decoded struct has the same size; the golden test pins both.
+// padding, the decoded struct has the same size; tests/queue/layout_golden_test.cc pins both.
 static_assert(sizeof(StreamFrameHeader) == kStreamFrameHeaderBytes,
               "because the header is magic, length, type with no padding");
 static_assert(kStreamReportBytes == kStreamFrameHeaderBytes,

@@ -1,8 +1,22 @@
 // Uses the installed headers and libraries the way an application would.
+// Includes every public backend header: the install carries what they
+// include, and they include no internal header it leaves out.
 #include <cstdio>
 
 #include "shmkit/ipc/atomic_counter.h"
+#include "shmkit/ipc/event.h"
 #include "shmkit/ipc/lock_arena.h"
+#include "shmkit/ipc/pool/worker_pool.h"
+#include "shmkit/ipc/queue/factory.h"
+#include "shmkit/ipc/queue/fifo_queue.h"
+#include "shmkit/ipc/queue/pipe_queue.h"
+#include "shmkit/ipc/queue/ring_queue.h"
+#include "shmkit/ipc/queue/socketpair_queue.h"
+#include "shmkit/ipc/queue/stream_queue.h"
+#include "shmkit/ipc/queue/sysv_queue.h"
+#include "shmkit/ipc/sem_counter.h"
+#include "shmkit/ipc/sysv_objects.h"
+#include "shmkit/table/table.h"
 
 int main() {
   absl::StatusOr<shmkit::AtomicCounter> counter =

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "absl/numeric/int128.h"
+#include "shmkit/ipc/internal/cpu_relax.h"
 
 namespace shmkit::cli::bench {
 
@@ -65,7 +66,7 @@ inline void KeepAlive(const T& value) {
 inline void TasLock(uint64_t& word) {
   std::atomic_ref<uint64_t> w(word);
   while (w.exchange(1, std::memory_order_acquire) != 0) {
-    while (w.load(std::memory_order_relaxed) != 0) __builtin_ia32_pause();
+    while (w.load(std::memory_order_relaxed) != 0) internal::CpuRelax();
   }
 }
 inline void TasUnlock(uint64_t& word) {

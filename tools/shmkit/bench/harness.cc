@@ -17,8 +17,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "shmkit/ipc/event.h"
 #include "shmkit/ipc/internal/errors.h"
-#include "shmkit/ipc/internal/futex.h"
 #include "shmkit/ipc/internal/status_macros.h"
 #include "shmkit/ipc/segment.h"
 #include "tools/shmkit/cli.h"
@@ -26,8 +26,6 @@
 
 namespace shmkit::cli::bench {
 
-using shmkit::internal::FutexWaitUntil;
-using shmkit::internal::FutexWake;
 using shmkit::internal::Load;
 using shmkit::internal::Ref;
 using shmkit::internal::Store;
@@ -37,15 +35,15 @@ namespace internal_harness {
 // The harness's own segment (IPC_PRIVATE, private to one run, never
 // attached by anything else, so it carries no shmkit object header):
 //
-//   Control                  start/stop words
+//   Control                  readiness counts, start time, stop word
 //   WorkerShared[workers]    each worker's progress and results
 //
-// Plain fields accessed through std::atomic_ref where they race.
+// Plain fields accessed through std::atomic_ref where they race. The start
+// signal is an Event of its own (Notify(kAll) once every worker is ready).
 struct alignas(64) Control {
   uint32_t ready;           // workers prepared (fetch_add)
   uint32_t prepare_failed;  // workers whose prepare failed
-  uint32_t go;              // futex word: 1 = start
-  uint32_t reserved0;
+  uint32_t reserved0[2];
   int64_t t0_ns;  // CLOCK_MONOTONIC at the start signal
   uint8_t pad0[40];
   // On a line of its own: every worker loads it once per operation, and it
@@ -74,7 +72,8 @@ static_assert(std::is_trivially_copyable_v<WorkerShared> &&
 
 struct Runner {
   static int Child(int index, const RunConfig& config, const WorkerHooks& hooks,
-                   Control* control, WorkerShared* shared, pid_t master);
+                   Control* control, WorkerShared* shared, Event& go,
+                   pid_t master);
   static void Publish(WorkerContext& ctx, WorkerShared& out);
   static WorkerContext MakeContext(int index, const RunConfig& config,
                                    Control* control, WorkerShared* shared);
@@ -115,7 +114,8 @@ void Runner::Publish(WorkerContext& ctx, WorkerShared& out) {
 }
 
 int Runner::Child(int index, const RunConfig& config, const WorkerHooks& hooks,
-                  Control* control, WorkerShared* shared, pid_t master) {
+                  Control* control, WorkerShared* shared, Event& go,
+                  pid_t master) {
   // Die with the master: a worker must never outlive the run. Ctrl-C kills
   // the workers at once (the master may have a handler to clean up).
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -132,9 +132,7 @@ int Runner::Child(int index, const RunConfig& config, const WorkerHooks& hooks,
     }
   }
   Ref(control->ready).fetch_add(1);
-  while (Load(control->go) == 0) {
-    FutexWaitUntil(&control->go, 0, NowNs() + 100'000'000);
-  }
+  if (!go.Wait().ok()) return 5;
   if (Load(control->stop) != 0 && Load(control->t0_ns) == 0) return 3;
   hooks.work(ctx);
   Publish(ctx, shared[index]);
@@ -188,6 +186,7 @@ absl::StatusOr<RunResult> RunWorkers(const RunConfig& config,
   if (interrupted()) return absl::CancelledError("interrupted");
   const size_t bytes = sizeof(Control) + n * sizeof(WorkerShared);
   SHMKIT_ASSIGN_OR_RETURN(Segment segment, Segment::Create({.bytes = bytes}));
+  SHMKIT_ASSIGN_OR_RETURN(Event go, Event::Create());
   auto* control = static_cast<Control*>(segment.data());
   auto* shared = reinterpret_cast<WorkerShared*>(
       static_cast<char*>(segment.data()) + sizeof(Control));
@@ -218,7 +217,7 @@ absl::StatusOr<RunResult> RunWorkers(const RunConfig& config,
           err, absl::StrCat("fork (worker ", i, " of ", n, ")"));
     }
     if (pid == 0) {
-      _exit(Runner::Child(i, config, hooks, control, shared, master));
+      _exit(Runner::Child(i, config, hooks, control, shared, go, master));
     }
     pids.push_back(pid);
   }
@@ -259,8 +258,7 @@ absl::StatusOr<RunResult> RunWorkers(const RunConfig& config,
   }
   if (Load(control->prepare_failed) != 0) {
     Store(control->stop, uint32_t{1});
-    Store(control->go, uint32_t{1});
-    FutexWake(&control->go, INT32_MAX);
+    (void)go.Notify(NotifyMode::kAll);
     for (int i = 0; i < n; ++i) {
       int status = 0;
       if (!exits[i].has_value()) {
@@ -283,8 +281,10 @@ absl::StatusOr<RunResult> RunWorkers(const RunConfig& config,
   // Go.
   const int64_t t0 = NowNs();
   Store(control->t0_ns, t0);
-  Store(control->go, uint32_t{1});
-  FutexWake(&control->go, INT32_MAX);
+  if (absl::Status st = go.Notify(NotifyMode::kAll); !st.ok()) {
+    kill_all();
+    return st;
+  }
 
   const bool timed = config.total_ops == 0;
   const int64_t planned_end =

@@ -1,18 +1,16 @@
 // Event, in one process: semantics of each notification kind, timeouts,
-// attach checks, and the golden layout of the shared body.
-#include "shmkit/ipc/pool/notify.h"
+// attach checks. (The layout golden is in layout_golden_test.cc.)
+#include "shmkit/ipc/event.h"
 
 #include <sched.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <cstddef>
 #include <thread>
 
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "shmkit/ipc/atomic_counter.h"
-#include "shmkit/ipc/pool/internal/event_layout.h"
 #include "test_util.h"
 
 namespace shmkit {
@@ -21,23 +19,6 @@ namespace {
 using ::shmkit::testing::StatusIs;
 using ::shmkit::testing::StatusIsWith;
 using ::shmkit::testing::UniqueKey;
-
-// If this fails, the event layout changed: bump kEventLayoutVersion so old
-// and new builds refuse to share an event.
-TEST(EventLayoutGolden, BodyIsLayoutVersion1) {
-  EXPECT_EQ(internal::kEventLayoutVersion, 1u);
-  EXPECT_EQ(sizeof(internal::EventBody), 64u);
-  EXPECT_EQ(alignof(internal::EventBody), 64u);
-  EXPECT_EQ(offsetof(internal::EventBody, seq), 0u);
-  EXPECT_EQ(offsetof(internal::EventBody, wait_flag), 4u);
-  EXPECT_EQ(offsetof(internal::EventBody, broadcasts), 8u);
-  EXPECT_EQ(offsetof(internal::EventBody, permits), 16u);
-  EXPECT_EQ(offsetof(internal::EventBody, notify_one_calls), 24u);
-  EXPECT_EQ(offsetof(internal::EventBody, permits_taken), 32u);
-  EXPECT_EQ(offsetof(internal::EventBody, reserved), 40u);
-  EXPECT_EQ(offsetof(internal::EventSegmentLayout, body), 128u);
-  EXPECT_EQ(sizeof(internal::EventSegmentLayout), 192u);
-}
 
 TEST(Event, WaitForTimesOutWhenNothingIsPending) {
   absl::StatusOr<Event> ev = Event::Create();

@@ -1,7 +1,7 @@
-// The body of an Event segment (after the ObjectHeader). See notify.h for the
-// semantics and notify.cc for the protocol.
-#ifndef SHMKIT_IPC_POOL_INTERNAL_EVENT_LAYOUT_H_
-#define SHMKIT_IPC_POOL_INTERNAL_EVENT_LAYOUT_H_
+// The body of an Event segment (after the ObjectHeader). See event.h for the
+// semantics and event.cc for the protocol.
+#ifndef SHMKIT_IPC_INTERNAL_EVENT_LAYOUT_H_
+#define SHMKIT_IPC_INTERNAL_EVENT_LAYOUT_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -12,7 +12,7 @@
 namespace shmkit::internal {
 
 // Version of this layout; part of the header check on attach. Bump it when
-// EventBody changes (the golden test in tests/pool says so).
+// EventBody changes (tests/ipc/layout_golden_test.cc says so).
 inline constexpr uint32_t kEventLayoutVersion = 1;
 
 // One cache line: every Notify and every Wait touches these words together.
@@ -44,4 +44,4 @@ static_assert(offsetof(EventSegmentLayout, body) == sizeof(ObjectHeader),
 
 }  // namespace shmkit::internal
 
-#endif  // SHMKIT_IPC_POOL_INTERNAL_EVENT_LAYOUT_H_
+#endif  // SHMKIT_IPC_INTERNAL_EVENT_LAYOUT_H_

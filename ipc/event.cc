@@ -20,14 +20,14 @@
 //
 // Taking is a CAS on a counter, so each kOne permit goes to exactly one
 // waiter and each broadcast to exactly one thread per handle.
-#include "shmkit/ipc/pool/notify.h"
+#include "shmkit/ipc/event.h"
 
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "shmkit/ipc/internal/change_notifier.h"
 #include "shmkit/ipc/internal/shared.h"
-#include "shmkit/ipc/pool/internal/event_layout.h"
+#include "shmkit/ipc/internal/event_layout.h"
 
 namespace shmkit {
 

@@ -29,7 +29,7 @@
 //
 // A Wait takes a pending broadcast before a pending kOne permit.
 //
-// Mechanism (notify.cc): counters plus a shared futex with a sequence
+// Mechanism (event.cc): counters plus a shared futex with a sequence
 // number, following the protocol of internal/change_notifier.h. A Notify
 // costs one atomic read-modify-write, plus one futex wake only when some
 // process is asleep in Wait. A waiter killed while asleep leaves nothing
@@ -41,8 +41,8 @@
 // after Create() and vanishes with the last of them; a keyed one is
 // attachable by unrelated processes and persists until Remove().
 // Thread-safety: every call is safe from any thread of any process.
-#ifndef SHMKIT_IPC_POOL_NOTIFY_H_
-#define SHMKIT_IPC_POOL_NOTIFY_H_
+#ifndef SHMKIT_IPC_EVENT_H_
+#define SHMKIT_IPC_EVENT_H_
 
 #include <sys/types.h>
 
@@ -133,4 +133,4 @@ class Event {
 
 }  // namespace shmkit
 
-#endif  // SHMKIT_IPC_POOL_NOTIFY_H_
+#endif  // SHMKIT_IPC_EVENT_H_

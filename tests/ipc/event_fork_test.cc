@@ -9,7 +9,7 @@
 
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
-#include "shmkit/ipc/pool/notify.h"
+#include "shmkit/ipc/event.h"
 #include "test_util.h"
 
 namespace shmkit {
