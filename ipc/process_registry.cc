@@ -262,6 +262,7 @@ absl::StatusOr<OwnerToken> ProcessRegistry::ClaimForThisThread() {
 absl::StatusOr<OwnerToken> ProcessRegistry::Claim() {
   const pid_t pid = internal::SelfPid();
   const uint64_t start = internal::SelfStartTime();
+  const uint64_t identity = internal::SelfIdentity();
   RegistrySlot* slots = SlotsOf(header_);
   const uint32_t n = slot_count_;
   // Start at a pid-derived slot so processes claiming at once spread out.
@@ -270,6 +271,7 @@ absl::StatusOr<OwnerToken> ProcessRegistry::Claim() {
   auto finish = [&](uint32_t i, uint32_t generation) {
     RegistrySlot& s = slots[i];
     Store(s.start_time, start);
+    Store(s.identity, identity);
     Store(s.tid, static_cast<uint32_t>(gettid()));
     Store(s.state, MakeState(generation, pid, SlotStatus::kLive));
     Ref(header_->claims).fetch_add(1, std::memory_order_relaxed);
@@ -298,9 +300,10 @@ absl::StatusOr<OwnerToken> ProcessRegistry::Claim() {
     const SlotStatus status = StatusOf(state);
     bool dead = status == SlotStatus::kDead || status == SlotStatus::kFree;
     if (!dead) {
-      const uint64_t slot_start =
-          status == SlotStatus::kLive ? Load(s.start_time) : 0;
-      dead = !internal::ProcessAlive(PidOf(state), slot_start);
+      const bool live = status == SlotStatus::kLive;
+      dead = !internal::ProcessAlive(PidOf(state),
+                                     live ? Load(s.start_time) : 0,
+                                     live ? Load(s.identity) : 0);
     }
     if (!dead) continue;
     const uint32_t generation = GenerationOf(state) + 1;
@@ -327,8 +330,9 @@ bool ProcessRegistry::IsDead(OwnerToken token) const {
   if (GenerationOf(state) != token.generation) return true;
   const SlotStatus status = StatusOf(state);
   if (status == SlotStatus::kFree || status == SlotStatus::kDead) return true;
-  const uint64_t start = status == SlotStatus::kLive ? Load(s.start_time) : 0;
-  return !internal::ProcessAlive(PidOf(state), start);
+  const bool live = status == SlotStatus::kLive;
+  return !internal::ProcessAlive(PidOf(state), live ? Load(s.start_time) : 0,
+                                 live ? Load(s.identity) : 0);
 }
 
 int ProcessRegistry::MarkDead(pid_t pid, uint64_t start_time) {

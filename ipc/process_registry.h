@@ -5,15 +5,32 @@
 // LockArena). It has a fixed number of slots; each thread that uses the
 // object claims one on first use (after fork, the child claims its own) and
 // frees it when the thread exits or the handle is destroyed. A slot records
-// the process's pid, its start time (field 22 of /proc/<pid>/stat) and a
-// generation that moves every time the slot is claimed or declared dead.
+// the process's pid, its start time (field 22 of /proc/<pid>/stat), its
+// identity (internal::ProcessIdentity: the pidfs inode number of the
+// process, Linux 6.9+) and a generation that moves every time the slot is
+// claimed or declared dead.
 //
 // An OwnerToken (slot, generation) is what an owner writes into a lock word.
 // The token's owner counts as dead when:
 //   - the slot's generation moved (the slot was declared dead or reused), or
 //   - the slot is free or marked dead, or
-//   - kill(pid, 0) says ESRCH, or the pid now has another start time (reuse).
+//   - kill(pid, 0) says ESRCH, or the pid now belongs to another process:
+//     another identity, or, where the identity is unknown, another start
+//     time.
 // A zombie is alive until reaped; EPERM from kill means alive.
+//
+// Pid reuse. A pid freed by a dead owner may be given to a new process at
+// once (pid_max wraps, or ns_last_pid is set). The start time counts clock
+// ticks (10 ms at CLK_TCK 100), so a new process started within the tick of
+// the dead one's start looks the same by pid and start time. The identity
+// closes that: the kernel numbers pidfs inodes from a 64-bit counter, one
+// per process, never reused before reboot, and a new process cannot carry
+// the old number. Where it is unknown (a kernel without pidfs, before 6.9:
+// identity 0 in the slot, or a slot written by a build before it existed),
+// the start-time check is all there is, and a pid reused within the same
+// clock tick as the dead owner's start makes that owner look alive: its
+// locks wait for their timeout (DeadlineExceeded; never a wrong takeover)
+// until a supervisor that reaped it calls MarkDead / MarkDeadInAllOpen.
 //
 // Each slot also owns an "extra" area of a size chosen by the user of the
 // registry (the table keeps its undo image there) and a pin word: a dead

@@ -427,7 +427,14 @@ absl::Status CheckValueFits(const ColumnSpec& column, const Value& value) {
       } else {
         return mismatch("a string");
       }
-      if (column.size == 4 && std::isfinite(d) &&
+      // One rule everywhere (API, CLI, PHP, Redis): float columns hold
+      // finite numbers; NaN would also defeat CompareAndSet (NaN != NaN).
+      if (!std::isfinite(d)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "value ", d, " for column \"", column.name,
+            "\" is not finite (float columns hold finite numbers only)"));
+      }
+      if (column.size == 4 &&
           static_cast<double>(static_cast<float>(d)) != d) {
         return absl::InvalidArgumentError(absl::StrCat(
             "value ", d, " does not round-trip through float32 column \"",

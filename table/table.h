@@ -22,6 +22,13 @@
 // - Nothing is truncated: a key longer than the schema's MaxKeyBytes, a
 //   string longer than its column, an integer out of its column's width, a
 //   float that is not finite is InvalidArgument and changes nothing.
+// - Float columns hold finite numbers only, whatever the path (Set, Add,
+//   Update, CompareAndSet's expected and desired, IncrFloat's delta, the
+//   shmkit CLI, the PHP binding, the Redis backend): NaN and infinities are
+//   InvalidArgument; an IncrFloat whose result would overflow to infinity
+//   (or, for a float32 column, leave float's range) is OutOfRange; a finite
+//   double that float32 cannot hold exactly is InvalidArgument. Nothing
+//   changes on any of them, so every float read back is finite.
 // - Every operation is atomic with respect to every other on the same key,
 //   from any thread of any process. Locks are per bucket (an OwnerLock from
 //   ipc/); there is no table-wide lock on any per-key operation.

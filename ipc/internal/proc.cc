@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -20,10 +23,17 @@ namespace {
 
 std::atomic<pid_t> g_self_pid{0};
 std::atomic<uint64_t> g_self_start{0};
+// UINT64_MAX: not read yet (0 is a valid answer: "no pidfs").
+std::atomic<uint64_t> g_self_identity{UINT64_MAX};
+
+// statfs f_type of pidfs (linux/magic.h PID_FS_MAGIC; spelled out so that
+// older kernel headers build).
+constexpr int64_t kPidFsMagic = 0x50494446;
 
 void ResetAfterFork() {
   g_self_pid.store(0, std::memory_order_relaxed);
   g_self_start.store(0, std::memory_order_relaxed);
+  g_self_identity.store(UINT64_MAX, std::memory_order_relaxed);
   fork_epoch.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -94,11 +104,48 @@ uint64_t SelfStartTime() {
   return start;
 }
 
-bool ProcessAlive(pid_t pid, uint64_t start_time) {
+absl::StatusOr<uint64_t> ProcessIdentity(pid_t pid) {
+  const int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ESRCH) {
+      return absl::NotFoundError(absl::StrCat("no process with pid ", pid));
+    }
+    if (err == ENOSYS) return 0;  // no pidfds at all
+    return ErrnoStatus(err, absl::StrCat("pidfd_open(", pid, ")"));
+  }
+  struct statfs fs;
+  struct stat st;
+  const bool pidfs = fstatfs(fd, &fs) == 0 &&
+                     static_cast<int64_t>(fs.f_type) == kPidFsMagic;
+  const bool stated = pidfs && fstat(fd, &st) == 0;
+  close(fd);
+  return stated ? static_cast<uint64_t>(st.st_ino) : 0;
+}
+
+uint64_t SelfIdentity() {
+  uint64_t id = g_self_identity.load(std::memory_order_relaxed);
+  if (id == UINT64_MAX) {
+    // Our own pid exists; on an error 0 ("unknown") falls back to the
+    // start time.
+    id = ProcessIdentity(SelfPid()).value_or(0);
+    g_self_identity.store(id, std::memory_order_relaxed);
+  }
+  return id;
+}
+
+bool ProcessAlive(pid_t pid, uint64_t start_time, uint64_t identity) {
   if (pid <= 0) return false;
   if (kill(pid, 0) == -1 && errno == ESRCH) return false;
-  // Alive, or EPERM (exists, not ours). A different start time means the pid
-  // was reused by another process after the one we knew died.
+  // Alive, or EPERM (exists, not ours). Another identity or another start
+  // time means the pid was reused by another process after the one we knew
+  // died (either fact of a live process never changes).
+  if (identity != 0) {
+    absl::StatusOr<uint64_t> now = ProcessIdentity(pid);
+    if (absl::IsNotFound(now.status())) return false;
+    if (now.ok() && *now != 0 && *now != identity) return false;
+    // Same identity, or cannot tell this way: the start time has its say.
+  }
   if (start_time == 0) return true;
   absl::StatusOr<uint64_t> now = ProcessStartTime(pid);
   if (absl::IsNotFound(now.status())) return false;

@@ -29,12 +29,27 @@ inline uint64_t ForkEpoch() {
   return fork_epoch.load(std::memory_order_relaxed);
 }
 
-// Whether the process `pid` that started at `start_time` still exists.
-// Dead: kill(pid, 0) says ESRCH, or the pid now belongs to a process with a
-// different start time (pid reuse). Alive: kill succeeds or gives EPERM (it
-// exists but belongs to someone else). A zombie is alive until reaped.
-// `start_time` 0 means "unknown": only the pid is checked.
-bool ProcessAlive(pid_t pid, uint64_t start_time);
+// The identity of process `pid` for the life of the system: the inode number
+// of a pidfd for it on pidfs (Linux 6.9 and later), which the kernel draws
+// from a 64-bit counter for every new process and never gives to another
+// process before reboot. Unlike the start time, which counts clock ticks
+// (10 ms at CLK_TCK 100), it tells apart two processes that had the same pid
+// within one tick. 0 when the kernel has no pidfs (pidfd_open missing, or
+// pidfds that are anonymous inodes: every one has the same number). NotFound
+// when no process `pid` exists. A zombie still has its identity.
+absl::StatusOr<uint64_t> ProcessIdentity(pid_t pid);
+// The calling process's, cached like SelfStartTime.
+uint64_t SelfIdentity();
+
+// Whether the process `pid` that started at `start_time`, with identity
+// `identity` (ProcessIdentity), still exists. Dead: kill(pid, 0) says ESRCH,
+// or the pid now belongs to another process: a different identity (when
+// both are known) or a different start time. Alive: kill
+// succeeds or gives EPERM (it exists but belongs to someone else). A zombie
+// is alive until reaped. `start_time` 0 means "unknown" too: with both
+// unknown only the pid is checked, and a pid reused within one clock tick of
+// the death reads as the same process (see process_registry.h).
+bool ProcessAlive(pid_t pid, uint64_t start_time, uint64_t identity = 0);
 
 }  // namespace shmkit::internal
 

@@ -46,7 +46,11 @@ struct RegistrySlot {
   uint64_t start_time;  // atomic; valid once status is kLive
   uint32_t tid;         // atomic; diagnostics
   uint32_t pinned;      // atomic; user's "extra area holds recovery data"
-  uint64_t reserved[5];
+  // atomic; the owner's internal::ProcessIdentity (0: unknown), valid once
+  // status is kLive. Was reserved (zero) before: a slot written by an older
+  // build reads as "unknown" and the start time decides, as it did then.
+  uint64_t identity;
+  uint64_t reserved[4];
 };
 
 static_assert(sizeof(RegistryHeader) == kCacheLineBytes &&

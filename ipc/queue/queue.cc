@@ -182,12 +182,7 @@ absl::Status Queue::SendWith(absl::string_view bytes, int64_t type,
 
 absl::Status Queue::ReceiveInto(Message& out, size_t max_bytes, WaitMode wait,
                                 TypeFilter filter, Truncation truncation) {
-  if (closed()) return ClosedError();
-  if (!RoleReceives(role_)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("this process declared itself ", QueueRoleName(role_),
-                     " of ", Describe(), ": it does not receive"));
-  }
+  if (absl::Status st = CheckReceivable(); !st.ok()) return st;
   if (absl::Status st = filter.Validate(); !st.ok()) return st;
   if (!filter.is_any() && !capabilities_.typed_receive) {
     return absl::InvalidArgumentError(
@@ -199,6 +194,18 @@ absl::Status Queue::ReceiveInto(Message& out, size_t max_bytes, WaitMode wait,
   if (st.ok()) Bump(received_);
   return st;
 }
+
+absl::Status Queue::CheckReceivable() const {
+  if (closed()) return ClosedError();
+  if (!RoleReceives(role_)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("this process declared itself ", QueueRoleName(role_),
+                     " of ", Describe(), ": it does not receive"));
+  }
+  return absl::OkStatus();
+}
+
+void Queue::CountReceived() { Bump(received_); }
 
 absl::StatusOr<Message> Queue::ReceiveMessage(size_t max_bytes, WaitMode wait,
                                               TypeFilter filter,

@@ -221,9 +221,13 @@ struct QueueStats {
   // ring: reservations of producers that died between reserving a slot and
   // publishing it, reclaimed by consumers (every process, since creation).
   uint64_t reclaimed_slots = 0;
-  // ring: messages claimed by consumers that died before releasing them;
-  // their slots were reclaimed by producers (every process).
+  // ring: messages dropped because their slot was found corrupt (a length
+  // above slot_bytes), every process. A message claimed by a consumer that
+  // died before releasing it is not lost but redelivered (below).
   uint64_t abandoned_messages = 0;
+  // ring: messages delivered again because the consumer that had claimed
+  // them died before releasing them (every process, since creation).
+  uint64_t redelivered_messages = 0;
   // unix, tcp (this handle, this process): connections open now (accepted
   // ones on a listening handle; 0 or 1 on a connecting one); connections
   // dropped because the peer broke the wire format (a frame longer than
@@ -366,6 +370,11 @@ class Queue {
   void set_max_message_bytes(size_t bytes) {
     capabilities_.max_message_bytes = bytes;
   }
+  // For receive calls a backend adds beside ReceiveInto (RingQueue::
+  // ReceiveAndProcess): the handle is open and this process receives; and
+  // one more message received, for Stats().
+  [[nodiscard]] absl::Status CheckReceivable() const;
+  void CountReceived();
   // Counters for Stats().
   uint64_t sent_count() const { return sent_.load(std::memory_order_relaxed); }
   uint64_t received_count() const {

@@ -352,11 +352,9 @@ absl::StatusOr<RingQueue::Outcome> RingQueue::TryPush(absl::string_view bytes,
   return Outcome::kWouldBlock;
 }
 
-absl::StatusOr<RingQueue::Outcome> RingQueue::TryPop(Message& out,
-                                                     size_t max_bytes,
-                                                     Truncation truncation,
-                                                     OwnerToken me,
-                                                     Blocker* blocker) {
+absl::StatusOr<RingQueue::Outcome> RingQueue::TryPop(
+    Message& out, size_t max_bytes, Truncation truncation, OwnerToken me,
+    const Process* process, absl::Status* processed, Blocker* blocker) {
   const uint32_t owner = me.slot + 1;
   const uint64_t max_steps = uint64_t{4} * slots_ + 1024;
   uint64_t pos = Load(control_->head, std::memory_order_relaxed);
@@ -373,24 +371,32 @@ absl::StatusOr<RingQueue::Outcome> RingQueue::TryPop(Message& out,
                      : Blocker{};
       return Outcome::kWouldBlock;
     }
-    const uint32_t who = RingOwnerOf(state);
-    if (diff > 0 || (who != 0 && who != kRingTombstone)) {
+    if (diff > 0 || Owned(state)) {
       // Consumed already, or claimed by another consumer: head is behind.
       HelpAdvance(control_->head, pos);
       pos = Load(control_->head, std::memory_order_relaxed);
       continue;
     }
-    const bool skip = who == kRingTombstone;
-    if (!skip && max_bytes < slot_bytes_ && truncation == Truncation::kError) {
+    if (RingOwnerOf(state) == kRingTombstone) {
+      // A dead producer's reservation: free it for the next lap in one CAS
+      // (never claimed, so a claim always guards a real message).
+      if (Ref(slot.state)
+              .compare_exchange_strong(
+                  state, RingState(static_cast<uint32_t>(pos + slots_), 0, 0),
+                  std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        HelpAdvance(control_->head, pos);
+        internal::NotifyIfWaiting(control_->not_full_seq,
+                                  control_->not_full_waiters);
+        pos = pos + 1;
+      }
+      continue;
+    }
+    if (max_bytes < slot_bytes_ && truncation == Truncation::kError) {
       const uint32_t length = Load(slot.length, std::memory_order_relaxed);
       if (length > max_bytes) {
         // Only trust the length if the slot still holds that message.
         if (Load(slot.state, std::memory_order_acquire) != state) continue;
-        return absl::InvalidArgumentError(absl::StrCat(
-            "next message in ", Describe(), " is ", length,
-            " bytes, more than max_bytes ", max_bytes,
-            "; it stays queued (pass Truncation::kAllow to take it "
-            "truncated)"));
+        return TooLongError(length, max_bytes);
       }
     }
     if (!Ref(slot.state)
@@ -400,40 +406,104 @@ absl::StatusOr<RingQueue::Outcome> RingQueue::TryPop(Message& out,
     }
     RunHook(RingHookPoint::kAfterClaim);
     HelpAdvance(control_->head, pos);
-    absl::Status corrupt = absl::OkStatus();
-    if (!skip) {
-      // Ours now: type, length and payload cannot change under us.
-      const uint32_t length = Load(slot.length, std::memory_order_relaxed);
-      if (length > slot_bytes_) {
-        corrupt = absl::DataLossError(
-            absl::StrCat(Describe(), ": slot of position ", pos, " claims ",
-                         length, " bytes, more than a slot holds; skipped"));
-      } else {
-        const size_t keep = std::min<size_t>(length, max_bytes);
-        out.type = Load(slot.type, std::memory_order_relaxed);
-        out.data.assign(reinterpret_cast<const char*>(PayloadOf(slot)), keep);
-        out.truncated = keep < length;
-      }
-    }
-    uint64_t expected = claimed;
-    if (!Ref(slot.state)
-             .compare_exchange_strong(
-                 expected, RingState(static_cast<uint32_t>(pos + slots_), 0, 0),
-                 std::memory_order_release, std::memory_order_relaxed)) {
-      return absl::InternalError(absl::StrCat(
-          Describe(), ": the slot of position ", pos,
-          " was taken from this live consumer (state now ", expected, ")"));
-    }
-    internal::NotifyIfWaiting(control_->not_full_seq,
-                              control_->not_full_waiters);
-    if (!corrupt.ok()) return corrupt;
-    if (skip) {
-      pos = pos + 1;
-      continue;
-    }
+    SHMKIT_RETURN_IF_ERROR(DeliverClaimed(slot, pos, claimed, out, max_bytes,
+                                          process, processed));
     return Outcome::kDone;
   }
   *blocker = {};
+  return Outcome::kWouldBlock;
+}
+
+absl::Status RingQueue::TooLongError(uint32_t length, size_t max_bytes) const {
+  return absl::InvalidArgumentError(
+      absl::StrCat("next message in ", Describe(), " is ", length,
+                   " bytes, more than max_bytes ", max_bytes,
+                   "; it stays queued (pass Truncation::kAllow to take it "
+                   "truncated)"));
+}
+
+absl::Status RingQueue::DeliverClaimed(RingSlot& slot, uint64_t pos,
+                                       uint64_t claimed, Message& out,
+                                       size_t max_bytes, const Process* process,
+                                       absl::Status* processed) {
+  absl::Status corrupt = absl::OkStatus();
+  // Ours now: type, length and payload cannot change under us.
+  const uint32_t length = Load(slot.length, std::memory_order_relaxed);
+  if (length > slot_bytes_) {
+    corrupt = absl::DataLossError(
+        absl::StrCat(Describe(), ": slot of position ", pos, " claims ",
+                     length, " bytes, more than a slot holds; dropped"));
+  } else {
+    const size_t keep = std::min<size_t>(length, max_bytes);
+    out.type = Load(slot.type, std::memory_order_relaxed);
+    out.data.assign(reinterpret_cast<const char*>(PayloadOf(slot)), keep);
+    out.truncated = keep < length;
+    // Still claimed: if this process dies inside the callback, the message
+    // is redelivered.
+    if (process != nullptr) *processed = (*process)(out);
+  }
+  RunHook(RingHookPoint::kBeforeRelease);
+  uint64_t expected = claimed;
+  if (!Ref(slot.state)
+           .compare_exchange_strong(
+               expected, RingState(static_cast<uint32_t>(pos + slots_), 0, 0),
+               std::memory_order_release, std::memory_order_relaxed)) {
+    return absl::InternalError(absl::StrCat(
+        Describe(), ": the slot of position ", pos,
+        " was taken from this live consumer (state now ", expected, ")"));
+  }
+  internal::NotifyIfWaiting(control_->not_full_seq,
+                            control_->not_full_waiters);
+  if (!corrupt.ok()) {
+    Ref(control_->abandoned_messages).fetch_add(1, std::memory_order_relaxed);
+  }
+  return corrupt;
+}
+
+bool RingQueue::DeadClaim(uint32_t index, uint64_t state) const {
+  // A claim of position p sits in slot p mod S with sequence p + 1 (a
+  // reservation of position p has sequence p).
+  return Owned(state) && ((RingSeqOf(state) - 1) & mask_) == index &&
+         OwnerDead(state);
+}
+
+absl::StatusOr<RingQueue::Outcome> RingQueue::TryTakeOverDeadClaim(
+    Message& out, size_t max_bytes, Truncation truncation, OwnerToken me,
+    const Process* process, absl::Status* processed) {
+  // At most one scan per dead_owner_check per handle (any thread): a scan
+  // reads every slot's state word.
+  const int64_t now = internal::MonotonicNanos();
+  int64_t last = last_scan_ns_.load(std::memory_order_relaxed);
+  if (now - last < check_ns_ ||
+      !last_scan_ns_.compare_exchange_strong(last, now,
+                                             std::memory_order_relaxed)) {
+    return Outcome::kWouldBlock;
+  }
+  for (uint32_t i = 0; i < slots_; ++i) {
+    RingSlot& slot = SlotAt(i);
+    uint64_t state = Load(slot.state, std::memory_order_acquire);
+    if (!DeadClaim(i, state)) continue;
+    const uint32_t seq = RingSeqOf(state);
+    if (max_bytes < slot_bytes_ && truncation == Truncation::kError) {
+      const uint32_t length = Load(slot.length, std::memory_order_relaxed);
+      if (length > max_bytes) {
+        if (Load(slot.state, std::memory_order_acquire) != state) continue;
+        return TooLongError(length, max_bytes);
+      }
+    }
+    const uint64_t mine = RingState(seq, me.slot + 1, me.generation);
+    if (!Ref(slot.state)
+             .compare_exchange_strong(state, mine, std::memory_order_acquire,
+                                      std::memory_order_relaxed)) {
+      continue;  // another process took it over, or a producer requeued it
+    }
+    Ref(control_->redelivered_messages).fetch_add(1, std::memory_order_relaxed);
+    // There may be more: let the next call scan at once.
+    last_scan_ns_.store(0, std::memory_order_relaxed);
+    SHMKIT_RETURN_IF_ERROR(DeliverClaimed(slot, seq - 1u, mine, out, max_bytes,
+                                          process, processed));
+    return Outcome::kDone;
+  }
   return Outcome::kWouldBlock;
 }
 
@@ -456,15 +526,22 @@ bool RingQueue::ReclaimIfDead(const Blocker& blocker, bool producer) {
   const uint32_t seq = RingSeqOf(blocker.state);
   uint64_t expected = blocker.state;
   if (producer) {
-    // A consumer claimed the previous lap's message and stopped.
+    // A consumer claimed the previous lap's message and died. The message
+    // is still in the slot: queue it again in place, as position
+    // blocker.pos (tail is there: nothing past it is reserved).
     if (seq != static_cast<uint32_t>(blocker.pos - slots_ + 1)) return false;
     if (!OwnerDead(blocker.state)) return false;
     if (Ref(slot.state)
             .compare_exchange_strong(
-                expected, RingState(static_cast<uint32_t>(blocker.pos), 0, 0),
+                expected,
+                RingState(static_cast<uint32_t>(blocker.pos + 1), 0, 0),
                 std::memory_order_acq_rel, std::memory_order_relaxed)) {
-      Ref(control_->abandoned_messages).fetch_add(1, std::memory_order_relaxed);
+      Ref(control_->redelivered_messages)
+          .fetch_add(1, std::memory_order_relaxed);
       HelpAdvance(control_->head, blocker.pos - slots_);
+      HelpAdvance(control_->tail, blocker.pos);
+      internal::NotifyIfWaiting(control_->not_empty_seq,
+                                control_->not_empty_waiters);
     }
     return true;
   }
@@ -575,23 +652,48 @@ absl::Status RingQueue::ReceiveImpl(Message& out, size_t max_bytes,
                                     TypeFilter filter, Truncation truncation,
                                     const WaitMode& wait) {
   (void)filter;
+  return ReceiveWith(out, max_bytes, truncation, wait, nullptr, nullptr);
+}
+
+absl::Status RingQueue::ReceiveAndProcess(Message& out, size_t max_bytes,
+                                          WaitMode wait, Process process,
+                                          Truncation truncation) {
+  SHMKIT_RETURN_IF_ERROR(CheckReceivable());
+  out.truncated = false;
+  absl::Status processed = absl::OkStatus();
+  SHMKIT_RETURN_IF_ERROR(
+      ReceiveWith(out, max_bytes, truncation, wait, &process, &processed));
+  CountReceived();
+  return processed;
+}
+
+absl::Status RingQueue::ReceiveWith(Message& out, size_t max_bytes,
+                                    Truncation truncation,
+                                    const WaitMode& wait,
+                                    const Process* process,
+                                    absl::Status* processed) {
   if (removed()) return RemovedError();
   SHMKIT_ASSIGN_OR_RETURN(const OwnerToken me, registry_->Self());
+  // One attempt: the message at head, else a dead consumer's claim.
+  auto attempt = [&](Blocker* b) -> absl::StatusOr<Outcome> {
+    SHMKIT_ASSIGN_OR_RETURN(
+        const Outcome outcome,
+        TryPop(out, max_bytes, truncation, me, process, processed, b));
+    if (outcome == Outcome::kDone) return outcome;
+    return TryTakeOverDeadClaim(out, max_bytes, truncation, me, process,
+                                processed);
+  };
   Blocker blocker;
-  SHMKIT_ASSIGN_OR_RETURN(Outcome outcome,
-                          TryPop(out, max_bytes, truncation, me, &blocker));
+  SHMKIT_ASSIGN_OR_RETURN(Outcome outcome, attempt(&blocker));
   if (outcome == Outcome::kDone) return absl::OkStatus();
   if (wait.kind() == WaitMode::Kind::kNone) {
     if (ReclaimIfDead(blocker, /*producer=*/false)) {
-      SHMKIT_ASSIGN_OR_RETURN(outcome,
-                              TryPop(out, max_bytes, truncation, me, &blocker));
+      SHMKIT_ASSIGN_OR_RETURN(outcome, attempt(&blocker));
       if (outcome == Outcome::kDone) return absl::OkStatus();
     }
     return absl::UnavailableError(absl::StrCat(Describe(), " is empty"));
   }
-  return WaitFor(
-      [&](Blocker* b) { return TryPop(out, max_bytes, truncation, me, b); },
-      /*producer=*/false, wait);
+  return WaitFor(attempt, /*producer=*/false, wait);
 }
 
 absl::Status RingQueue::CloseImpl() {
@@ -620,12 +722,27 @@ absl::StatusOr<QueueStats> RingQueue::StatsImpl() const {
   QueueStats stats;
   const uint64_t head = Load(control_->head, std::memory_order_relaxed);
   const uint64_t tail = Load(control_->tail, std::memory_order_relaxed);
-  stats.messages = tail >= head ? std::min<uint64_t>(tail - head, slots_) : 0;
+  // Published (or being published) positions, plus the messages of dead
+  // consumers' claims behind head, which wait to be redelivered.
+  uint64_t awaiting_redelivery = 0;
+  for (uint32_t i = 0; i < slots_; ++i) {
+    const uint64_t state = Load(SlotAt(i).state, std::memory_order_acquire);
+    if (static_cast<int32_t>(RingSeqOf(state) - 1 -
+                             static_cast<uint32_t>(head)) < 0 &&
+        DeadClaim(i, state)) {
+      ++awaiting_redelivery;
+    }
+  }
+  stats.messages =
+      (tail >= head ? std::min<uint64_t>(tail - head, slots_) : 0) +
+      awaiting_redelivery;
   stats.capacity_messages = slots_;
   stats.reclaimed_slots =
       Load(control_->reclaimed_slots, std::memory_order_relaxed);
   stats.abandoned_messages =
       Load(control_->abandoned_messages, std::memory_order_relaxed);
+  stats.redelivered_messages =
+      Load(control_->redelivered_messages, std::memory_order_relaxed);
   return stats;
 }
 

@@ -12,12 +12,45 @@
 // peer on the same CPU gets to run), then sleeps on a shared futex; the
 // other side wakes it only when someone sleeps (change_notifier.h).
 //
-// Crashes: a producer killed between reserving a slot and publishing it, or
-// a consumer killed between claiming a slot and releasing it, never blocks
-// the ring: the process waiting behind that slot checks the owner's
-// liveness (internal/ring_layout.h) and reclaims it; Stats() counts both.
-// A live owner is never replaced, however slow. A zombie counts as alive
-// until its parent reaps it (or calls ProcessRegistry::MarkDeadInAllOpen).
+// Delivery guarantee. A receive is two-phase: claim the slot at head, copy
+// the message out (and, for ReceiveAndProcess, run the caller's callback on
+// it), then release the slot. The message leaves the ring at the release,
+// and only then does the call return it: "received" means "released" (the
+// handle's QueueStats::received counts releases it made).
+//   - A consumer killed anywhere before the release (between the claim and
+//     the copy, during the copy, inside a ReceiveAndProcess callback) took
+//     nothing out: its message is redelivered to another consumer, counted
+//     in QueueStats::redelivered_messages. A message is never lost to a
+//     consumer's death.
+//   - Receive/TryReceive/ReceiveFor/ReceiveInto: exactly once. Each message
+//     is returned by exactly one call; a call whose process was killed
+//     before it returned never handed its message to anyone. What the
+//     caller does after the call returns is beyond the ring: a process
+//     killed then has the message and loses it.
+//   - ReceiveAndProcess: at least once. The callback runs while the message
+//     is still claimed, so a process killed inside the callback (or after it
+//     and before the release) has its message processed again by another
+//     consumer; the callback may run more than once for one message, never
+//     zero times.
+// So after any number of consumer kills, with no send in progress and no
+// live consumer inside a receive:
+//   messages sent == received (released) + abandoned_messages + queued
+// where queued is Stats().messages, which includes the messages of dead
+// consumers that wait for redelivery. abandoned_messages counts only
+// messages dropped because their slot was corrupt (DataLoss).
+// Order: messages from one producer are received in order, except that a
+// redelivered message comes after messages sent later than it.
+//
+// Crashes: a producer killed between reserving a slot and publishing it
+// never blocks the ring: the consumer waiting behind that slot checks the
+// owner's liveness (internal/ring_layout.h) and skips the slot (counted in
+// reclaimed_slots; nothing was sent). A consumer killed with a claim never
+// blocks it either: a producer that comes round to the slot requeues the
+// message there, and a consumer that finds the ring empty takes the claim
+// over (at most once per dead_owner_check; a blocked consumer notices within
+// 200 ms, at once when woken). A live owner is never replaced, however
+// slow. A zombie counts as alive until its parent reaps it (or calls
+// ProcessRegistry::MarkDeadInAllOpen).
 //
 // Lifetime: a private ring is marked for removal at creation (the kernel
 // frees it when the last process detaches, even if all are killed); Close()
@@ -35,11 +68,13 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -73,8 +108,9 @@ struct RingQueueOptions {
   // Per handle (not stored in the segment).
   absl::Duration spin = absl::Microseconds(20);
   // How long a slot held by another process may block a waiter before the
-  // owner's liveness is checked, and the interval between checks (spec:
-  // check_us). Per handle.
+  // owner's liveness is checked, and the interval between checks; also the
+  // least interval between two scans of an empty ring for dead consumers'
+  // claims (spec: check_us). Per handle.
   absl::Duration dead_owner_check = absl::Milliseconds(1);
   HugePages huge_pages = HugePages::kNo;
 };
@@ -99,6 +135,18 @@ class RingQueue final : public Queue {
   const Segment* segment() const {
     return segment_.has_value() ? &*segment_ : nullptr;
   }
+  // Receives one message and runs `process` on it before releasing its slot
+  // (see "Delivery guarantee" above: at least once). `out` holds the message
+  // while `process` runs (its buffer is reused across calls). The slot stays
+  // claimed for as long as `process` runs, so producers that come round to it
+  // wait: keep the callback short. The message is released whatever
+  // `process` returns, and its status is returned; the errors of
+  // ReceiveInto come back without `process` being called.
+  using Process = absl::FunctionRef<absl::Status(const Message&)>;
+  [[nodiscard]] absl::Status ReceiveAndProcess(
+      Message& out, size_t max_bytes, WaitMode wait, Process process,
+      Truncation truncation = Truncation::kError);
+
   // The ring's process registry (tests use it to mark a reaped child dead).
   ProcessRegistry* registry() {
     return registry_.has_value() ? &*registry_ : nullptr;
@@ -133,7 +181,27 @@ class RingQueue final : public Queue {
                                   OwnerToken me, Blocker* blocker);
   absl::StatusOr<Outcome> TryPop(Message& out, size_t max_bytes,
                                  Truncation truncation, OwnerToken me,
-                                 Blocker* blocker);
+                                 const Process* process,
+                                 absl::Status* processed, Blocker* blocker);
+  // Takes over a claim of a dead consumer, if a scan finds one (at most one
+  // scan per check interval per handle).
+  absl::StatusOr<Outcome> TryTakeOverDeadClaim(Message& out, size_t max_bytes,
+                                               Truncation truncation,
+                                               OwnerToken me,
+                                               const Process* process,
+                                               absl::Status* processed);
+  // Copies out the message of a slot this thread claimed (state `claimed`),
+  // runs `process` on it if given (its answer in *processed), and releases
+  // the slot for the next lap.
+  absl::Status DeliverClaimed(internal::RingSlot& slot, uint64_t pos,
+                              uint64_t claimed, Message& out, size_t max_bytes,
+                              const Process* process, absl::Status* processed);
+  absl::Status ReceiveWith(Message& out, size_t max_bytes,
+                           Truncation truncation, const WaitMode& wait,
+                           const Process* process, absl::Status* processed);
+  absl::Status TooLongError(uint32_t length, size_t max_bytes) const;
+  // Slot `index` holds a claim whose consumer is dead.
+  bool DeadClaim(uint32_t index, uint64_t state) const;
   // Waits for room (producer) or a message (consumer), spinning then
   // sleeping, and reclaims the blocking slot if its owner is dead.
   template <typename Attempt>
@@ -156,6 +224,7 @@ class RingQueue final : public Queue {
   IpcKey key_;
   int64_t spin_ns_ = 0;
   int64_t check_ns_ = 0;
+  std::atomic<int64_t> last_scan_ns_{0};  // TryTakeOverDeadClaim's last scan
 };
 
 }  // namespace shmkit

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -72,6 +73,15 @@ absl::StatusOr<QueueSpec> ParseQueueSpec(absl::string_view text) {
       if (param.value.empty()) {
         return SpecError(text,
                          absl::StrCat("parameter \"", key, "\" has no value"));
+      }
+      // Number parsers skip surrounding blanks, so "slots=4 " would read as
+      // 4 and "key=0x5eed " would create a queue the user did not name.
+      if (absl::ascii_isspace(static_cast<unsigned char>(param.value.front())) ||
+          absl::ascii_isspace(static_cast<unsigned char>(param.value.back()))) {
+        return SpecError(
+            text, absl::StrCat("parameter \"", key, "\" value \"",
+                               absl::CEscape(param.value),
+                               "\" has leading or trailing whitespace"));
       }
     }
     for (const QueueSpecParam& p : spec.params) {

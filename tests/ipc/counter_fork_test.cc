@@ -1,3 +1,4 @@
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -99,7 +100,9 @@ TEST(CounterFork, AtomicCounterSurvivesAKilledAdder) {
     return 0;
   });
   ASSERT_TRUE(started.Wait().has_value());
-  absl::SleepFor(absl::Milliseconds(50));
+  // Killed while adding: wait until it has added a good many times.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (*counter->Get() < 100'000 && absl::Now() < deadline) sched_yield();
   kill(child, SIGKILL);
   ASSERT_TRUE(WaitChild(child).has_value());
   const int64_t before = *counter->Get();

@@ -1,3 +1,4 @@
+#include <sched.h>
 #include <sys/shm.h>
 
 #include <limits>
@@ -113,13 +114,16 @@ TYPED_TEST(CounterTest, WakeMakesWaitersRecheck) {
                       ++checks;
                       return false;
                     },
-                    absl::Milliseconds(300)),
+                    absl::Seconds(3)),
                 StatusIs(absl::StatusCode::kDeadlineExceeded));
   });
-  absl::SleepFor(absl::Milliseconds(50));
+  // Wait for the first check, then the wake-up's re-check (the event, with
+  // a bound in seconds; the waiter gives up after 3 s).
+  const absl::Time deadline = absl::Now() + absl::Seconds(3);
+  while (checks == 0 && absl::Now() < deadline) sched_yield();
   const int before = checks;
   ASSERT_TRUE(c->Wake().ok());
-  absl::SleepFor(absl::Milliseconds(50));
+  while (checks == before && absl::Now() < deadline) sched_yield();
   EXPECT_GT(checks, before);
   waiter.join();
 }

@@ -82,7 +82,7 @@ TEST(EventFork, NotifyOneWakesExactlyOneOfThreeSleepers) {
   const std::vector<pid_t> pids =
       ForkWaiters(*ev, ready, 3, absl::Milliseconds(700));
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(ready.Wait().has_value());
-  absl::SleepFor(absl::Milliseconds(100));  // all three asleep
+  for (pid_t pid : pids) ASSERT_TRUE(testing::WaitUntilAsleep(pid));
   ASSERT_TRUE(ev->Notify(NotifyMode::kOne).ok());
   int woken = 0, timed_out = 0;
   for (pid_t pid : pids) {
@@ -102,7 +102,7 @@ TEST(EventFork, BroadcastWakesEverySleeper) {
   SyncPipe ready;
   const std::vector<pid_t> pids = ForkWaiters(*ev, ready, 3, absl::Seconds(10));
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(ready.Wait().has_value());
-  absl::SleepFor(absl::Milliseconds(50));
+  for (pid_t pid : pids) ASSERT_TRUE(testing::WaitUntilAsleep(pid));
   const absl::Time t0 = absl::Now();
   ASSERT_TRUE(ev->Notify(NotifyMode::kAll).ok());
   for (pid_t pid : pids) EXPECT_TRUE(ExitedWith(pid, 0));
@@ -138,7 +138,7 @@ TEST(EventFork, AWaiterKilledAsleepLeavesTheEventUsable) {
     return 5;
   });
   ASSERT_TRUE(ready.Wait().has_value());
-  absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(testing::WaitUntilAsleep(doomed));
   ASSERT_EQ(kill(doomed, SIGKILL), 0);
   ASSERT_TRUE(WaitChild(doomed).has_value());
   // The permit was not eaten by the dead waiter: the next one gets it.

@@ -2,6 +2,10 @@
 // attach checks. (The layout golden is in layout_golden_test.cc.)
 #include "shmkit/ipc/event.h"
 
+#include <sched.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <thread>
 
 #include "absl/time/clock.h"
@@ -88,8 +92,13 @@ TEST(Event, ASleepingThreadIsWokenByANotify) {
   absl::StatusOr<Event> ev = Event::Create();
   ASSERT_TRUE(ev.ok());
   absl::StatusOr<NotifyMode> got = absl::UnknownError("not run");
-  std::thread waiter([&] { got = ev->Wait(); });
-  absl::SleepFor(absl::Milliseconds(50));  // let it fall asleep
+  std::atomic<pid_t> tid{0};
+  std::thread waiter([&] {
+    tid = gettid();
+    got = ev->Wait();
+  });
+  while (tid.load() == 0) sched_yield();
+  ASSERT_TRUE(::shmkit::testing::WaitUntilAsleep(tid.load()));
   ASSERT_TRUE(ev->Notify(NotifyMode::kOne).ok());
   waiter.join();
   ASSERT_TRUE(got.ok()) << got.status();

@@ -50,6 +50,9 @@ TEST(LayoutGolden, RegistryIsVersion1OfItsMagic) {
   EXPECT_EQ(offsetof(internal::RegistrySlot, start_time), 8u);
   EXPECT_EQ(offsetof(internal::RegistrySlot, tid), 16u);
   EXPECT_EQ(offsetof(internal::RegistrySlot, pinned), 20u);
+  // identity took the first reserved word, which older builds left zero
+  // (read as "unknown"): compatible both ways, so no version bump.
+  EXPECT_EQ(offsetof(internal::RegistrySlot, identity), 24u);
   // state word: status bits 0..1, pid bits 2..31, generation bits 32..63.
   EXPECT_EQ(internal::MakeState(3, 1234, SlotStatus::kLive),
             (uint64_t{3} << 32) | (uint64_t{1234} << 2) | 2u);

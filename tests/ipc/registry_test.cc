@@ -107,7 +107,7 @@ TEST(ProcessRegistry, ForeignGenerationOrSlotMeansDead) {
   EXPECT_TRUE(r.registry.IsDead({99, me.generation}));
 }
 
-TEST(ProcessRegistry, PidReuseIsDetectedByStartTime) {
+TEST(ProcessRegistry, PidReuseIsDetectedByStartTimeAndIdentity) {
   Region r = MakeRegistry(4);
   const OwnerToken me = *r.registry.Self();
   ASSERT_FALSE(r.registry.IsDead(me));
@@ -118,6 +118,15 @@ TEST(ProcessRegistry, PidReuseIsDetectedByStartTime) {
   EXPECT_TRUE(r.registry.IsDead(me));
   internal::Store(slot.start_time, real);
   EXPECT_FALSE(r.registry.IsDead(me));
+  // And by identity (pidfs inode), which tells apart a reuse within one
+  // clock tick, where the start times are equal.
+  const uint64_t identity = internal::Load(slot.identity);
+  if (identity != 0) {
+    internal::Store(slot.identity, identity + 1);
+    EXPECT_TRUE(r.registry.IsDead(me));
+    internal::Store(slot.identity, identity);
+    EXPECT_FALSE(r.registry.IsDead(me));
+  }
 }
 
 TEST(ProcessRegistry, DestructorFreesOnlyItsOwnSlots) {

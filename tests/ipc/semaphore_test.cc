@@ -1,7 +1,10 @@
 #include "shmkit/ipc/semaphore.h"
 
 #include <sys/sem.h>
+#include <sched.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <thread>
 
 #include "absl/time/clock.h"
@@ -105,12 +108,18 @@ TEST(SemaphoreSet, RemovedWhileWaitingIsFailedPreconditionNotAHang) {
   ASSERT_TRUE(s.ok()) << s.status();
   const int id = s->id();
   absl::Status waited;
+  std::atomic<pid_t> tid{0};
+  std::atomic<bool> opened{false};
   std::thread waiter([&] {
+    tid = gettid();
     absl::StatusOr<SemaphoreSet> o = SemaphoreSet::OpenId(id);
     ASSERT_TRUE(o.ok()) << o.status();
+    opened = true;
     waited = o->Acquire(0);  // blocks: value 0
   });
-  absl::SleepFor(absl::Milliseconds(100));
+  // Opened, then asleep in semop (not before it opened the set).
+  while (!opened.load()) sched_yield();
+  ASSERT_TRUE(::shmkit::testing::WaitUntilAsleep(tid.load()));
   ASSERT_TRUE(s->Remove().ok());
   waiter.join();
   EXPECT_THAT(waited,

@@ -8,6 +8,9 @@
 #ifndef SHMKIT_TESTS_QUEUE_CONFORMANCE_SUITE_H_
 #define SHMKIT_TESTS_QUEUE_CONFORMANCE_SUITE_H_
 
+#include <sched.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <memory>
 #include <string>
@@ -330,12 +333,15 @@ TYPED_TEST_P(QueueConformance, PeerGoneIsAnErrorForTheReceiver) {
 TYPED_TEST_P(QueueConformance, RemovedUnderABlockedReceiverIsFailedPrecondition) {
   Queue& q = *this->queue_;
   std::atomic<bool> returned{false};
+  std::atomic<pid_t> tid{0};
   absl::Status result;
   std::thread receiver([&] {
+    tid = gettid();
     result = q.Receive(kBig).status();
     returned = true;
   });
-  absl::SleepFor(absl::Milliseconds(50));  // it is blocked by now
+  while (tid.load() == 0) sched_yield();
+  ASSERT_TRUE(::shmkit::testing::WaitUntilAsleep(tid.load()));
   EXPECT_FALSE(returned.load());
   ASSERT_TRUE(q.Remove().ok());
   const absl::Time start = absl::Now();
@@ -353,12 +359,15 @@ TYPED_TEST_P(QueueConformance, RemovedUnderABlockedSenderIsFailedPrecondition) {
   const std::string payload(1000, 'r');
   ASSERT_GT(this->Fill(payload), 0u);
   std::atomic<bool> returned{false};
+  std::atomic<pid_t> tid{0};
   absl::Status result;
   std::thread sender([&] {
+    tid = gettid();
     result = q.Send(payload);
     returned = true;
   });
-  absl::SleepFor(absl::Milliseconds(50));
+  while (tid.load() == 0) sched_yield();
+  ASSERT_TRUE(::shmkit::testing::WaitUntilAsleep(tid.load()));
   EXPECT_FALSE(returned.load());
   ASSERT_TRUE(q.Remove().ok());
   const absl::Time start = absl::Now();

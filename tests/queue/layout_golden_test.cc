@@ -14,8 +14,8 @@
 namespace shmkit::internal {
 namespace {
 
-TEST(LayoutGolden, RingIsLayoutVersion1) {
-  EXPECT_EQ(kRingLayoutVersion, 1u);
+TEST(LayoutGolden, RingIsLayoutVersion2) {
+  EXPECT_EQ(kRingLayoutVersion, 2u);
   EXPECT_EQ(sizeof(RingControl), 384u);
   EXPECT_EQ(alignof(RingControl), 64u);
   EXPECT_EQ(offsetof(RingControl, slots), 0u);
@@ -33,6 +33,7 @@ TEST(LayoutGolden, RingIsLayoutVersion1) {
   EXPECT_EQ(offsetof(RingControl, not_full_waiters), 260u);
   EXPECT_EQ(offsetof(RingControl, reclaimed_slots), 320u);
   EXPECT_EQ(offsetof(RingControl, abandoned_messages), 328u);
+  EXPECT_EQ(offsetof(RingControl, redelivered_messages), 336u);
   EXPECT_EQ(sizeof(RingSlot), 32u);
   EXPECT_EQ(offsetof(RingSlot, state), 0u);
   EXPECT_EQ(offsetof(RingSlot, type), 8u);

@@ -221,7 +221,8 @@ TEST(PipeFork, AWriterKilledMidFrameBreaksTheQueueInsteadOfSplicing) {
     (void)(*q)->Send(Pattern(200'000, 1));
     return 1;
   });
-  absl::SleepFor(absl::Milliseconds(200));
+  // Blocked writing: the pipe is full, the frame half written.
+  ASSERT_TRUE(::shmkit::testing::WaitUntilAsleep(writer));
   kill(writer, SIGKILL);
   ASSERT_TRUE(WaitChild(writer).has_value());
   // A reader gets the start of the frame, then learns the writer died.
@@ -239,7 +240,8 @@ TEST(PipeFork, AWriterKilledMidFrameIsNoticedByTheNextWriter) {
     (void)(*q)->Send(Pattern(200'000, 1));
     return 1;
   });
-  absl::SleepFor(absl::Milliseconds(200));
+  // Blocked writing: the pipe is full, the frame half written.
+  ASSERT_TRUE(::shmkit::testing::WaitUntilAsleep(writer));
   kill(writer, SIGKILL);
   ASSERT_TRUE(WaitChild(writer).has_value());
   // The next writer takes the lock over from the dead one and refuses to

@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "ring_kill_util.h"
 
@@ -41,6 +42,19 @@ TEST(RingKill, AKilledConsumerDoesNotStopTheOthers) {
     ::shmkit::testing::RunConsumerKill(/*survivors=*/2 + round % 3);
     if (::testing::Test::HasFailure()) break;
   }
+}
+
+// Hundreds of consumer kills (at random moments and at every point of the
+// two-phase receive) while 2 producers and 2 consumers run: every
+// acknowledged message is processed at least once, and sent == released +
+// abandoned + queued holds exactly. SHMKIT_RING_STORM_KILLS and
+// SHMKIT_RING_STORM_SEED change the run (the seed is printed on failure).
+TEST(RingKill, AConsumerKillStormLosesNoAcknowledgedMessage) {
+  const int kills = FromEnv("SHMKIT_RING_STORM_KILLS", 300);
+  const auto seed =
+      static_cast<uint32_t>(FromEnv("SHMKIT_RING_STORM_SEED", 20261202));
+  SCOPED_TRACE(absl::StrCat("seed ", seed, ", ", kills, " kills"));
+  ::shmkit::testing::RunConsumerKillStorm(kills, seed);
 }
 
 void StopAtHook(internal::RingHookPoint point) {

@@ -2,9 +2,16 @@
 // (InvalidArgument naming the bad part, nothing created).
 #include "shmkit/ipc/queue/spec.h"
 
+#include <sys/msg.h>
+#include <sys/shm.h>
+
+#include <cerrno>
 #include <memory>
 #include <string>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
 #include "shmkit/ipc/queue/factory.h"
 #include "test_util.h"
@@ -102,6 +109,35 @@ TEST(QueueSpec, BadValuesNameTheKey) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(OpenQueue("fifo:path=relative/q"),
               StatusIsWith(absl::StatusCode::kInvalidArgument, "absolute"));
+}
+
+// Number and key parsers skip surrounding blanks; the spec must not, or
+// "sysv:key=0x... " would create a persistent queue under a key the user
+// never wrote exactly. Nothing may be created for such a spec.
+TEST(QueueSpec, ValuesWithSurroundingWhitespaceAreRefusedAndCreateNothing) {
+  const IpcKey key = ::shmkit::testing::UniqueKey();
+  const std::string hex = absl::StrFormat("0x%08x", key.value());
+  for (const std::string& text :
+       {std::string("ring:slots=4 "), std::string("ring:slots= 4"),
+        std::string("ring:slots=4\t,slot_bytes=64"),
+        absl::StrCat("sysv:key=", hex, " "), absl::StrCat("sysv:key= ", hex),
+        absl::StrCat("ring:key=", hex, "\n"),
+        std::string("fifo:path=/tmp/q ")}) {
+    SCOPED_TRACE(absl::CEscape(text));
+    EXPECT_THAT(ParseQueueSpec(text),
+                StatusIsWith(absl::StatusCode::kInvalidArgument, "whitespace"));
+    EXPECT_THAT(OpenQueue(text),
+                StatusIsWith(absl::StatusCode::kInvalidArgument, "whitespace"));
+  }
+  // Neither a message queue nor a segment exists under the key.
+  EXPECT_EQ(msgget(key.value(), 0), -1);
+  EXPECT_EQ(errno, ENOENT);
+  EXPECT_EQ(shmget(key.value(), 0, 0), -1);
+  EXPECT_EQ(errno, ENOENT);
+  // Blanks inside a value are the value's business (a path may hold one).
+  absl::StatusOr<QueueSpec> spec = ParseQueueSpec("fifo:path=/tmp/a b");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->params[0].value, "/tmp/a b");
 }
 
 TEST(QueueSpec, EverySchemeOpensWithItsDefaults) {

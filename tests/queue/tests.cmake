@@ -46,3 +46,8 @@ add_test(NAME queue.stress.ring_20_consumer_kills
 set_tests_properties(queue.stress.ring_20_consumer_kills PROPERTIES
   ENVIRONMENT "SHMKIT_RING_CONSUMER_ROUNDS=20" LABELS "queue;fork;stress"
   TIMEOUT 300)
+add_test(NAME queue.stress.ring_1000_consumer_kill_storm
+  COMMAND ring_kill_test --gtest_filter=RingKill.AConsumerKillStormLosesNoAcknowledgedMessage)
+set_tests_properties(queue.stress.ring_1000_consumer_kill_storm PROPERTIES
+  ENVIRONMENT "SHMKIT_RING_STORM_KILLS=1000" LABELS "queue;fork;stress"
+  TIMEOUT 300)

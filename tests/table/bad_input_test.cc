@@ -1,7 +1,9 @@
 // The bad-input matrix: each case gets its exact status code and leaves the
 // table exactly as it was.
 #include <functional>
+#include <limits>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "shmkit/table/table.h"
 #include "table_test_util.h"
@@ -174,6 +176,56 @@ TEST(BadInput, MatrixOfErrorsChangesNothing) {
   EXPECT_EQ(Snapshot(*table), before);
   EXPECT_EQ(table->Stats().failed_inserts, 1u);
   ASSERT_TRUE(table->Remove().ok());
+}
+
+// One rule for float columns, through every call that writes one: values
+// and deltas that are not finite are InvalidArgument, results of IncrFloat
+// that overflow to infinity are OutOfRange, and nothing changes.
+TEST(BadInput, FloatColumnsHoldFiniteNumbersOnly) {
+  const Schema schema =
+      *Schema::Builder().Float("f64").Float32("f32").Build();
+  absl::StatusOr<Table> table = Table::Create(schema, {.capacity = 4});
+  ASSERT_TRUE(table.ok()) << table.status();
+  ASSERT_TRUE(table
+                  ->Set("max", {{"f64", std::numeric_limits<double>::max()},
+                                {"f32", std::numeric_limits<float>::max()}})
+                  .ok());
+  const auto before = Snapshot(*table);
+  using C = absl::StatusCode;
+  for (const double bad : {std::numeric_limits<double>::quiet_NaN(),
+                           std::numeric_limits<double>::infinity(),
+                           -std::numeric_limits<double>::infinity()}) {
+    for (const char* column : {"f64", "f32"}) {
+      SCOPED_TRACE(absl::StrCat(column, " = ", bad));
+      EXPECT_EQ(table->Set("max", {{column, bad}}).code(), C::kInvalidArgument);
+      EXPECT_EQ(table->Set("new", {{column, bad}}).code(), C::kInvalidArgument);
+      EXPECT_EQ(table->Add("new", {{column, bad}}).code(), C::kInvalidArgument);
+      EXPECT_EQ(table->Update("max", {{column, bad}}).code(),
+                C::kInvalidArgument);
+      EXPECT_EQ(table->CompareAndSet("max", column, 0.0, bad).status().code(),
+                C::kInvalidArgument);
+      EXPECT_EQ(table->CompareAndSet("max", column, bad, 0.0).status().code(),
+                C::kInvalidArgument);
+      EXPECT_EQ(table->IncrFloat("max", column, bad).status().code(),
+                C::kInvalidArgument);
+      EXPECT_EQ(table->IncrFloat("new", column, bad).status().code(),
+                C::kInvalidArgument);
+      EXPECT_EQ(Snapshot(*table), before);
+    }
+  }
+  // Finite deltas whose result is not finite: past double's and float's
+  // largest values.
+  EXPECT_EQ(table->IncrFloat("max", "f64", std::numeric_limits<double>::max())
+                .status()
+                .code(),
+            C::kOutOfRange);
+  EXPECT_EQ(table->IncrFloat("max", "f32", std::numeric_limits<float>::max())
+                .status()
+                .code(),
+            C::kOutOfRange);
+  // A finite double beyond float's range does not fit a float32 column.
+  EXPECT_EQ(table->Set("max", {{"f32", 1e300}}).code(), C::kInvalidArgument);
+  EXPECT_EQ(Snapshot(*table), before);
 }
 
 }  // namespace

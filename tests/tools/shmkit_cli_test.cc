@@ -7,6 +7,7 @@
 #include <sys/msg.h>
 #include <sys/shm.h>
 
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -381,6 +382,35 @@ TEST_F(QueueCli, RingSendThenReceive) {
   EXPECT_THAT(Shmkit({"ls"}).out, HasSubstr("ring-queue"));
   EXPECT_EQ(Shmkit({"rm", key_text_}).code, 0);
   EXPECT_LT(shmget(key_.value(), 0, 0), 0);
+}
+
+// A message too long for the queue is a usage error that leaves nothing
+// behind: no new queue (sysv, ring), and an existing one untouched.
+TEST_F(QueueCli, SendOfATooLongMessageCreatesNothing) {
+  uint64_t msgmax = 0;
+  std::ifstream("/proc/sys/kernel/msgmax") >> msgmax;
+  ASSERT_GT(msgmax, 0u);
+  const std::string sysv = absl::StrCat("sysv:key=", key_text_);
+  CliResult big = Shmkit({"send", sysv, std::string(msgmax + 1, 'x')});
+  EXPECT_EQ(big.code, kUsage) << big.Describe();
+  EXPECT_THAT(big.err, HasSubstr("no queue was created"));
+  EXPECT_LT(msgget(key_.value(), 0), 0) << "send left a queue behind";
+
+  const std::string ring =
+      absl::StrCat("ring:key=", key_text_, ",slot_bytes=64");
+  big = Shmkit({"send", ring, "short", std::string(65, 'x')});
+  EXPECT_EQ(big.code, kUsage) << big.Describe();
+  EXPECT_LT(shmget(key_.value(), 0, 0), 0) << "send left a ring behind";
+
+  // An existing ring: refused against its own geometry, nothing sent.
+  ASSERT_EQ(Shmkit({"send", ring, "kept"}).code, 0);
+  big = Shmkit({"send", absl::StrCat("ring:key=", key_text_), "a",
+                std::string(65, 'x')});
+  EXPECT_EQ(big.code, kUsage) << big.Describe();
+  CliResult got = Shmkit({"recv", "--count=1", ring});
+  EXPECT_EQ(got.out, "kept\n");
+  EXPECT_EQ(Shmkit({"recv", "--timeout=0", ring}).code, kNotFound);
+  EXPECT_EQ(Shmkit({"rm", key_text_}).code, 0);
 }
 
 }  // namespace

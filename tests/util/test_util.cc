@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,7 +10,10 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
+#include <fstream>
+#include <string>
 
+#include "absl/strings/str_cat.h"
 #include "shmkit/ipc/internal/deadline.h"
 
 namespace shmkit::testing {
@@ -102,6 +106,24 @@ std::optional<char> SyncPipe::Wait(absl::Duration timeout) {
   char byte;
   if (read(read_.get(), &byte, 1) != 1) return std::nullopt;
   return byte;
+}
+
+bool WaitUntilAsleep(pid_t tid, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  const std::string path = absl::StrCat("/proc/", tid, "/stat");
+  while (absl::Now() < deadline) {
+    std::ifstream in(path);
+    std::string line;
+    if (!std::getline(in, line)) return false;  // gone
+    // Field 3 (state) follows the last ')' (comm may hold anything).
+    const size_t paren = line.rfind(')');
+    if (paren != std::string::npos && paren + 2 < line.size() &&
+        line[paren + 2] == 'S') {
+      return true;
+    }
+    sched_yield();
+  }
+  return false;
 }
 
 }  // namespace shmkit::testing

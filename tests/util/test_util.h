@@ -39,6 +39,12 @@ struct ChildExit {
 std::optional<ChildExit> WaitChild(pid_t pid,
                                    absl::Duration timeout = absl::Seconds(60));
 
+// Waits until thread or process `tid` sleeps in the kernel (state S in
+// /proc/<tid>/stat: blocked in a futex, a pipe, a semop...), up to
+// `timeout`; false if it never did. Tests use it, not "sleep and hope it is
+// blocked by now", before acting on a blocked waiter.
+bool WaitUntilAsleep(pid_t tid, absl::Duration timeout = absl::Seconds(30));
+
 // gtest assertion: the child exited normally with `code`.
 ::testing::AssertionResult ExitedWith(
     pid_t pid, int code, absl::Duration timeout = absl::Seconds(60));

@@ -617,13 +617,14 @@ class RequestWorker {
     std::string queue = "null";
     uint64_t slot_recoveries = 0;
     if (const absl::StatusOr<QueueStats> q = state_.queue->Stats(); q.ok()) {
-      slot_recoveries = q->reclaimed_slots + q->abandoned_messages;
+      // A receiver's slot is recovered by redelivering its message.
+      slot_recoveries = q->reclaimed_slots + q->redelivered_messages;
       queue = absl::StrFormat(
           R"({"backend":"%s","messages":%s,"reclaimed_slots":%d,)"
-          R"("abandoned_messages":%d})",
+          R"("abandoned_messages":%d,"redelivered_messages":%d})",
           q->backend,
           q->messages.has_value() ? absl::StrCat(*q->messages) : "null",
-          q->reclaimed_slots, q->abandoned_messages);
+          q->reclaimed_slots, q->abandoned_messages, q->redelivered_messages);
     }
     return Json(
         200,

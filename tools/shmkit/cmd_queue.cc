@@ -1,6 +1,7 @@
 // shmkit send, recv: any queue backend, named by a spec (ipc/queue/spec.h).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <memory>
@@ -24,7 +25,9 @@
 #if __has_include("shmkit/ipc/queue/factory.h")
 #include "shmkit/ipc/queue/factory.h"
 #include "shmkit/ipc/queue/queue.h"
+#include "shmkit/ipc/queue/ring_queue.h"
 #include "shmkit/ipc/queue/spec.h"
+#include "shmkit/ipc/kernel_limits.h"
 #define SHMKIT_CLI_HAVE_QUEUES 1
 #endif
 
@@ -57,7 +60,7 @@ namespace {
 
 // send and recv outlive nothing: a queue they create anonymously would be
 // gone when they exit. Require a name unrelated processes share.
-absl::StatusOr<std::unique_ptr<Queue>> OpenNamedQueue(absl::string_view text) {
+absl::StatusOr<QueueSpec> ParseNamedSpec(absl::string_view text) {
   SHMKIT_ASSIGN_OR_RETURN(QueueSpec spec, ParseQueueSpec(text));
   bool named = false;
   for (const QueueSpecParam& p : spec.params) {
@@ -71,7 +74,91 @@ absl::StatusOr<std::unique_ptr<Queue>> OpenNamedQueue(absl::string_view text) {
         "processes can reach (sysv:key=0x5eed, sysv:id=N, "
         "ring:key=0x5eed, fifo:path=/run/app/q)"));
   }
+  return spec;
+}
+
+absl::StatusOr<std::unique_ptr<Queue>> OpenNamedQueue(absl::string_view text) {
+  SHMKIT_ASSIGN_OR_RETURN(QueueSpec spec, ParseNamedSpec(text));
   return OpenQueue(spec);
+}
+
+// `spec` with its open mode set to `mode` ("attach", "create").
+QueueSpec WithOpenMode(QueueSpec spec, absl::string_view mode) {
+  for (QueueSpecParam& p : spec.params) {
+    if (p.key == "open") {
+      p.value = std::string(mode);
+      return spec;
+    }
+  }
+  spec.params.push_back({.key = "open", .value = std::string(mode),
+                         .has_value = true});
+  return spec;
+}
+
+// Opens the queue `send` writes to without leaving a new queue behind when
+// a message cannot go. An existing queue is attached first and checked
+// against its own limit. A queue to be created is checked before creation
+// against the limit known beforehand (sysv: kernel.msgmax and msgmnb; ring:
+// slot_bytes), and removed again if a message still turns out too long for
+// it. Backends without an open mode are opened as given and closed when a
+// message is too long.
+absl::StatusOr<std::unique_ptr<Queue>> OpenForSend(absl::string_view text,
+                                                   size_t longest) {
+  SHMKIT_ASSIGN_OR_RETURN(QueueSpec spec, ParseNamedSpec(text));
+  auto too_long = [&](uint64_t limit, absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a message of ", longest, " bytes is longer than ", limit,
+        " bytes, the most ", what, " takes; nothing was sent to \"", text,
+        "\" and no queue was created"));
+  };
+  auto fits = [&](std::unique_ptr<Queue>& q, bool created)
+      -> absl::StatusOr<std::unique_ptr<Queue>> {
+    const size_t limit = q->Capabilities().max_message_bytes;
+    if (longest <= limit) return std::move(q);
+    if (created) (void)q->Remove();
+    (void)q->Close();
+    return too_long(limit, "this queue");
+  };
+  const bool has_open = spec.scheme == "sysv" || spec.scheme == "ring" ||
+                        spec.scheme == "fifo" || spec.scheme == "redis";
+  if (!has_open) {
+    SHMKIT_ASSIGN_OR_RETURN(std::unique_ptr<Queue> q, OpenQueue(spec));
+    return fits(q, /*created=*/false);
+  }
+  std::string mode = "auto";
+  for (const QueueSpecParam& p : spec.params) {
+    if (p.key == "open") mode = p.value;
+  }
+  if (mode != "create") {
+    absl::StatusOr<std::unique_ptr<Queue>> q =
+        OpenQueue(WithOpenMode(spec, "attach"));
+    if (q.ok()) return fits(*q, /*created=*/false);
+    if (mode == "attach" || !absl::IsNotFound(q.status())) return q.status();
+  }
+  // It has to be created: what is known before creating it.
+  if (spec.scheme == "sysv") {
+    SHMKIT_ASSIGN_OR_RETURN(const uint64_t msgmax, ReadKernelLimit("msgmax"));
+    SHMKIT_ASSIGN_OR_RETURN(const uint64_t msgmnb, ReadKernelLimit("msgmnb"));
+    const uint64_t limit = std::min(msgmax, msgmnb);
+    if (longest > limit) return too_long(limit, "kernel.msgmax/msgmnb allow");
+  } else if (spec.scheme == "ring") {
+    uint64_t slot_bytes = RingQueueOptions{}.slot_bytes;
+    for (const QueueSpecParam& p : spec.params) {
+      // An unparsable value is left for the ring to refuse.
+      if (p.key == "slot_bytes") (void)absl::SimpleAtoi(p.value, &slot_bytes);
+    }
+    if (longest > slot_bytes) return too_long(slot_bytes, "a ring slot");
+  }
+  absl::StatusOr<std::unique_ptr<Queue>> q =
+      OpenQueue(WithOpenMode(spec, "create"));
+  if (q.ok()) return fits(*q, /*created=*/true);
+  if (mode == "auto" && absl::IsAlreadyExists(q.status())) {
+    // Created by someone else since our attach: theirs to keep.
+    SHMKIT_ASSIGN_OR_RETURN(std::unique_ptr<Queue> theirs,
+                            OpenQueue(WithOpenMode(spec, "attach")));
+    return fits(theirs, /*created=*/false);
+  }
+  return q.status();
 }
 
 absl::StatusOr<int64_t> SendType() {
@@ -154,8 +241,10 @@ absl::Status RunSend(const Invocation& inv) {
     }
   }
   SHMKIT_ASSIGN_OR_RETURN(int64_t type, SendType());
+  size_t longest = 0;
+  for (const std::string& m : messages) longest = std::max(longest, m.size());
   SHMKIT_ASSIGN_OR_RETURN(std::unique_ptr<Queue> queue,
-                          OpenNamedQueue(inv.args[0]));
+                          OpenForSend(inv.args[0], longest));
   const WaitMode wait = WaitFromFlag();
   uint64_t sent = 0;
   absl::Status status;

@@ -27,6 +27,7 @@
 //     seq p,     owner P      reserved: producer P is writing the message
 //     seq p+1,   owner 0      published: a consumer may claim it
 //     seq p+1,   owner C      claimed: consumer C is copying the message out
+//                             (or running its ReceiveAndProcess callback)
 //     seq p+1,   tombstone    P died reserved; a consumer skips it
 //     seq p+S,   owner 0      free again, for position p+S
 //
@@ -37,7 +38,9 @@
 // payload, publish by CAS (reserved by me -> published). Consumer: the
 // mirror image on head: claim by CAS (published -> claimed by me), advance
 // head (helped likewise), copy out, free by CAS (claimed by me -> free for
-// p+S). Sequences compare modulo 2^32, which is safe as long as no thread
+// p+S): the message leaves the ring only at that last CAS, so "received"
+// means "released". A tombstone is skipped by one CAS (tombstone -> free for
+// p+S), never claimed, so a claim always guards a real message. Sequences compare modulo 2^32, which is safe as long as no thread
 // stalls for 2^31 positions between reading and CASing a slot (and even
 // then a stale CAS lands on a slot that is free at the lap it names).
 //
@@ -48,10 +51,21 @@
 // compared) or the registry says its process is gone (ProcessRegistry::
 // IsDead: pid gone or reused; a zombie is alive until reaped). Only then
 // does it CAS the exact state word it saw: a reserved slot becomes a
-// tombstone (counted in reclaimed_slots), a claimed slot becomes free (its
-// message is lost with the consumer that took it; counted in
-// abandoned_messages). A live owner, however slow, is never replaced, and
-// its own final CAS would fail loudly (Internal) if it ever were.
+// tombstone (counted in reclaimed_slots). A claimed slot still holds its
+// message (consumers only read), so a dead consumer's claim is redelivered
+// (counted in redelivered_messages), by whichever comes first:
+//   - a producer that comes round to the slot (position t = p+S, the ring
+//     is full behind it) republishes the message in place, for position t:
+//     CAS (seq p+1, C) -> (seq t+1, owner 0), then advances tail past t. The
+//     message is queued again, behind everything sent meanwhile;
+//   - a consumer that finds the ring empty scans the slots (at most once per
+//     dead_owner_check per handle) and takes the claim over: CAS (seq p+1,
+//     C) -> (seq p+1, me), then copies and frees it as its own.
+// abandoned_messages counts only messages dropped because their slot was
+// found corrupt (a length above slot_bytes). A live owner, however slow, is
+// never replaced, and its own final CAS would fail loudly (Internal) if it
+// ever were. Layout 1 freed a dead consumer's claim (losing the message);
+// layout 2 processes must not share a ring with layout 1 ones.
 #ifndef SHMKIT_IPC_QUEUE_INTERNAL_RING_LAYOUT_H_
 #define SHMKIT_IPC_QUEUE_INTERNAL_RING_LAYOUT_H_
 
@@ -64,7 +78,7 @@
 
 namespace shmkit::internal {
 
-inline constexpr uint32_t kRingLayoutVersion = 1;
+inline constexpr uint32_t kRingLayoutVersion = 2;
 
 inline constexpr uint32_t kRingOwnerBits = 24;
 inline constexpr uint32_t kRingOwnerMask = (1u << kRingOwnerBits) - 1;
@@ -115,9 +129,10 @@ struct alignas(kCacheLineBytes) RingControl {
   uint32_t not_full_waiters;
   uint64_t reserved5[7];
   // Line 5: counters (rarely written).
-  uint64_t reclaimed_slots;     // atomic
-  uint64_t abandoned_messages;  // atomic
-  uint64_t reserved6[6];
+  uint64_t reclaimed_slots;       // atomic
+  uint64_t abandoned_messages;    // atomic
+  uint64_t redelivered_messages;  // atomic
+  uint64_t reserved6[5];
 };
 static_assert(sizeof(RingControl) == 6 * kCacheLineBytes &&
                   std::is_standard_layout_v<RingControl> &&
@@ -156,6 +171,7 @@ enum class RingHookPoint {
   kAfterReserve,   // producer: slot reserved, tail not yet advanced
   kBeforePublish,  // producer: tail advanced, payload not yet written
   kAfterClaim,     // consumer: slot claimed, not yet copied and freed
+  kBeforeRelease,  // consumer: copied (and processed), not yet freed
 };
 using RingTestHook = void (*)(RingHookPoint);
 inline std::atomic<RingTestHook> ring_test_hook{nullptr};
