@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -236,6 +237,13 @@ class Supervisor {
   uint64_t unacked_atomic() const { return unacked_atomic_; }
   uint64_t unacked_sem() const { return unacked_sem_; }
   int bad_exits() const { return bad_exits_; }
+  // Messages a consumer died with inside the ReceiveAndProcess callback
+  // (producer << 40 | seq): each may have been recorded twice.
+  bool MayRepeat(uint32_t producer, uint64_t seq) const {
+    const uint64_t id = uint64_t{producer} << 40 | seq;
+    return std::find(may_repeat_.begin(), may_repeat_.end(), id) !=
+           may_repeat_.end();
+  }
 
  private:
   int Live() const {
@@ -315,6 +323,10 @@ class Supervisor {
       StoreWord(w.pending_sem, 0u);
     }
     StoreWord(w.phase, kPhaseIdle);
+    if (const uint64_t id = LoadWord(w.in_callback); id != 0) {
+      may_repeat_.push_back(id - 1);
+      StoreWord(w.in_callback, uint64_t{0});
+    }
     if (slot % 2 == 0) {
       // A producer killed inside Send leaves that message in doubt (status
       // stays "in flight"); one killed after the ack but before moving on
@@ -344,6 +356,7 @@ class Supervisor {
   uint64_t unacked_atomic_ = 0;
   uint64_t unacked_sem_ = 0;
   int bad_exits_ = 0;
+  std::vector<uint64_t> may_repeat_;
   // Destroyed (joined) first among the members, after ~Supervisor has
   // reaped every worker through it.
   Reaper reaper_;
@@ -483,7 +496,8 @@ void CheckCounters(Objects& o, const CampaignOptions& opt,
 
 // Drains the ring (marking what it gets as received) and checks every
 // message against the ledger.
-void CheckQueue(Objects& o, const CampaignOptions& opt, CampaignResult& r) {
+void CheckQueue(Objects& o, const CampaignOptions& opt, const Supervisor& sup,
+                CampaignResult& r) {
   const Ledger& l = o.ledger;
   Message m;
   uint64_t drained = 0, bad = 0;
@@ -515,14 +529,15 @@ void CheckQueue(Objects& o, const CampaignOptions& opt, CampaignResult& r) {
   const uint64_t abandoned = stats.ok() ? stats->abandoned_messages : 0;
 
   uint64_t acked = 0, in_doubt = 0, in_doubt_received = 0, received = 0;
-  uint64_t lost = 0, duplicated = 0, phantom = 0;
+  uint64_t lost = 0, duplicated = 0, phantom = 0, repeated_legitimately = 0;
   for (uint32_t p = 0; p < l.header->producers; ++p) {
     const uint64_t end = LoadWord(l.workers[2 * p].next_seq) + 1;
     for (uint64_t seq = 0; seq < std::min(end, l.header->max_seq); ++seq) {
       const uint8_t status = LoadWord(l.StatusOf(p, seq));
       const uint8_t got = LoadWord(l.ReceivedOf(p, seq));
       received += got > 0;
-      duplicated += got > 1;
+      duplicated += got > 2 || (got == 2 && !sup.MayRepeat(p, seq));
+      repeated_legitimately += got == 2 && sup.MayRepeat(p, seq);
       if (status == kMsgAcked) {
         ++acked;
         lost += got == 0;
@@ -546,6 +561,9 @@ void CheckQueue(Objects& o, const CampaignOptions& opt, CampaignResult& r) {
       absl::StrCat(
           "acknowledged ", acked, ", never received ", lost,
           ", abandoned (Stats) ", abandoned, ", received twice ", duplicated,
+          " (and ", repeated_legitimately,
+          " recorded twice by a consumer killed inside the ReceiveAndProcess "
+          "callback, then redelivered)",
           ", received but never sent ", phantom, ", bad bodies ", bad,
           ", consumer kills inside Receive ", r.kills_in_receive,
           drain_error.empty() ? "" : absl::StrCat(", drain: ", drain_error),
@@ -665,7 +683,7 @@ absl::StatusOr<CampaignResult> RunCampaign(const CampaignOptions& opt) {
               : absl::StrCat(errors, " unexpected; first: ", first_error));
       CheckCounters(o, opt, sup, r);
       CheckTable(o, opt, sup, r);
-      CheckQueue(o, opt, r);
+      CheckQueue(o, opt, sup, r);
     }
     // Remove what was created. The table, counters, ring and ledger are
     // anonymous segments, already marked for removal: they go with the last

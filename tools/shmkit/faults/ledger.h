@@ -75,7 +75,12 @@ struct alignas(64) WorkerLedger {
   uint32_t pending_hot;   // 0, or hot key + 1 while its Incr is in flight
   uint32_t pending_atomic;
   uint32_t pending_sem;
-  uint32_t phase;            // consumers: kPhaseInReceive while inside Receive
+  uint32_t phase;  // consumers: kPhaseInReceive while inside Receive
+  // Consumers: 1 + (producer << 40 | seq) of the message whose
+  // ReceiveAndProcess callback this slot is in (or whose release it has not
+  // seen return); 0 otherwise. A message a slot died with here may have been
+  // recorded and then redelivered: received twice, legitimately.
+  uint64_t in_callback;
   uint64_t next_seq;         // producers: the sequence number to send next
   uint64_t ops[kOpKinds];    // calls made, by kind (any outcome)
   uint64_t expected_misses;  // NotFound, AlreadyExists, table full, ...
