@@ -40,8 +40,11 @@ absl::Status StatTable(const SegmentView& view, JsonWriter* json) {
   options.read_only = true;
   options.expected_mode = std::nullopt;
   SHMKIT_ASSIGN_OR_RETURN(Table table, Table::AttachId(view.entry.id, options));
-  const TableStats s = table.Stats();
+  // Inspect() first: it reads every bucket block, so this process's mapping
+  // is populated and Stats() can tell which pages back the table (a huge
+  // page of shared memory is mapped whole only once touched).
   const TableInspection in = table.Inspect();
+  const TableStats s = table.Stats();
   const Schema& schema = table.schema();
   // Rows that expired but are not reclaimed yet: Count() includes them,
   // iteration skips them. Exact only while nobody writes.
@@ -78,6 +81,8 @@ absl::Status StatTable(const SegmentView& view, JsonWriter* json) {
                     : static_cast<double>(s.live_rows) / s.capacity);
     json->Key("memory_bytes").Uint(s.memory_bytes);
     json->Key("bytes_per_row").Double(s.bytes_per_row);
+    json->Key("page_bytes").Uint(s.page_bytes);
+    json->Key("huge_page_bytes").Uint(s.huge_page_bytes);
     json->Key("buckets").Uint(s.buckets);
     json->Key("longest_chain").Uint(s.longest_chain);
     json->Key("chain_histogram").BeginArray();
@@ -114,6 +119,12 @@ absl::Status StatTable(const SegmentView& view, JsonWriter* json) {
                         "longest chain %d\n",
                         HumanBytes(s.memory_bytes), s.bytes_per_row, s.buckets,
                         s.longest_chain);
+  absl::StrAppendFormat(&out,
+                        "pages        %s pages; %s of %s on huge pages "
+                        "(transparent ones need shmem_enabled = advise: see "
+                        "the README)\n",
+                        HumanBytes(s.page_bytes), HumanBytes(s.huge_page_bytes),
+                        HumanBytes(s.memory_bytes));
   std::vector<std::string> hist;
   for (size_t n = 0; n < in.chain_histogram.size(); ++n) {
     if (in.chain_histogram[n] == 0) continue;
