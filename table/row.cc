@@ -8,15 +8,8 @@
 #include "shmkit/table/internal/row_io.h"
 
 namespace shmkit {
-namespace {
 
-int64_t SignExtend(uint64_t raw, uint32_t bytes) {
-  if (bytes >= 8) return static_cast<int64_t>(raw);
-  const int shift = 64 - static_cast<int>(bytes) * 8;
-  return static_cast<int64_t>(raw << shift) >> shift;
-}
-
-}  // namespace
+using internal::SignExtend;
 
 absl::string_view Row::key() const {
   if (!present_) return {};
@@ -60,17 +53,10 @@ absl::StatusOr<double> Row::GetFloat(int column) const {
   absl::StatusOr<int> c = Check(column, ColumnType::kFloat, ColumnType::kFloat);
   if (!c.ok()) return c.status();
   const ColumnSpec& spec = schema_->column(*c);
-  const uint64_t bits = internal::LoadField(
-      bytes_.data(), layout_->columns[*c].offset, spec.size);
-  if (spec.size == 8) {
-    double d;
-    std::memcpy(&d, &bits, 8);
-    return d;
-  }
-  const uint32_t b32 = static_cast<uint32_t>(bits);
-  float f;
-  std::memcpy(&f, &b32, 4);
-  return static_cast<double>(f);
+  return internal::FloatFromBits(
+      internal::LoadField(bytes_.data(), layout_->columns[*c].offset,
+                          spec.size),
+      spec.size);
 }
 
 absl::StatusOr<absl::string_view> Row::GetString(int column) const {

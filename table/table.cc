@@ -41,6 +41,11 @@ absl::StatusOr<int> ColumnRef::Resolve(const Schema& schema) const {
 
 namespace {
 
+absl::Status KeyNotFound(absl::string_view key) {
+  return absl::NotFoundError(
+      absl::StrCat("key \"", absl::CEscape(key), "\" not found"));
+}
+
 absl::Status NotOpen() {
   return absl::FailedPreconditionError(
       "the Table is empty (default-constructed or moved from): open it with "
@@ -169,17 +174,11 @@ absl::Status Table::Get(absl::string_view key, Row* row) const {
   if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
     if (backend_ == nullptr) return NotOpen();
     SHMKIT_ASSIGN_OR_RETURN(bool found, backend_->Find(key, row));
-    if (!found) {
-      return absl::NotFoundError(
-          absl::StrCat("key \"", absl::CEscape(key), "\" not found"));
-    }
+    if (!found) return KeyNotFound(key);
     return absl::OkStatus();
   }
   SHMKIT_ASSIGN_OR_RETURN(bool found, core_->FindRow(key, row));
-  if (!found) {
-    return absl::NotFoundError(
-        absl::StrCat("key \"", absl::CEscape(key), "\" not found"));
-  }
+  if (!found) return KeyNotFound(key);
   return absl::OkStatus();
 }
 
@@ -190,13 +189,16 @@ absl::StatusOr<Value> Table::GetColumn(absl::string_view key,
     return backend_->GetColumn(key, column);
   }
   SHMKIT_ASSIGN_OR_RETURN(int c, column.Resolve(core_->schema()));
+  if (!core_->schema().column(c).is_text()) {
+    Value value;
+    SHMKIT_ASSIGN_OR_RETURN(bool found, core_->ReadNumber(key, c, &value));
+    if (!found) return KeyNotFound(key);
+    return value;
+  }
   Row row;
   SHMKIT_ASSIGN_OR_RETURN(
       bool found, core_->Read(key, TableCore::CopyWhat::kColumn, c, &row));
-  if (!found) {
-    return absl::NotFoundError(
-        absl::StrCat("key \"", absl::CEscape(key), "\" not found"));
-  }
+  if (!found) return KeyNotFound(key);
   return row.Get(c);
 }
 

@@ -158,6 +158,35 @@ absl::StatusOr<bool> TableCore::FindRow(absl::string_view key, Row* row) const {
   return true;
 }
 
+absl::StatusOr<bool> TableCore::ReadNumber(absl::string_view key, int column,
+                                           Value* value) const {
+  if (ABSL_PREDICT_FALSE(key.empty() || key.size() > max_key_bytes_)) {
+    return CheckKey(key);
+  }
+  const uint32_t b = BucketOfKey(key);
+  const ColumnSpec& spec = schema_.column(column);
+  const uint32_t offset = layout_->columns[column].offset;
+  bool found = false;
+  uint64_t bits = 0;
+  int64_t expiry = 0;
+  SHMKIT_RETURN_IF_ERROR(ReadBucket(
+      b, [&] { found = false; },
+      [&](const std::byte* p, uint32_t) {
+        if (!KeyEquals(p, key)) return Visit::kNext;
+        bits = LoadField(p, offset, spec.size);
+        if (has_expiry_) {
+          expiry = static_cast<int64_t>(LoadField(p, expiry_offset_, 8));
+        }
+        found = true;
+        return Visit::kStop;
+      }));
+  if (!found || (expiry != 0 && expiry <= NowMs())) return false;
+  *value = spec.is_integer()
+               ? Value(static_cast<long long>(SignExtend(bits, spec.size)))
+               : Value(FloatFromBits(bits, spec.size));
+  return true;
+}
+
 absl::Status TableCore::FindMany(absl::Span<const absl::string_view> keys,
                                  absl::Span<Row> rows,
                                  absl::Span<bool> found) const {

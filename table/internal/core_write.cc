@@ -34,12 +34,6 @@ absl::Status KeyNotFound(absl::string_view key) {
       absl::StrCat("key \"", absl::CEscape(key), "\" not found"));
 }
 
-int64_t SignExtend(uint64_t raw, uint32_t bytes) {
-  const int shift = 64 - static_cast<int>(bytes) * 8;
-  return shift == 0 ? static_cast<int64_t>(raw)
-                    : static_cast<int64_t>(raw << shift) >> shift;
-}
-
 // The stored bits of a numeric value in `spec` (checked by CheckValueFits).
 uint64_t NumericBits(const ColumnSpec& spec, const Value& value) {
   if (spec.is_integer()) return static_cast<uint64_t>(value.int_value());
@@ -496,16 +490,8 @@ absl::StatusOr<double> TableCore::IncrementFloat(absl::string_view key,
   SHMKIT_RETURN_IF_ERROR(IncrementRow(
       key, column, [delta] { return Value(delta); }, options,
       [&](uint32_t r) -> absl::Status {
-        const uint64_t raw = LoadField(row_ptr(r), offset, spec.size);
-        double now;
-        if (spec.size == 8) {
-          std::memcpy(&now, &raw, 8);
-        } else {
-          const uint32_t bits32 = static_cast<uint32_t>(raw);
-          float f;
-          std::memcpy(&f, &bits32, 4);
-          now = f;
-        }
+        const double now =
+            FloatFromBits(LoadField(row_ptr(r), offset, spec.size), spec.size);
         result = now + delta;
         if (spec.size == 4) result = static_cast<float>(result);
         if (!std::isfinite(result)) {

@@ -198,6 +198,26 @@ inline uint64_t LoadField(const std::byte* row, uint32_t offset,
   return (LoadWord(row + word_start) >> shift) & FieldMask(bytes);
 }
 
+// A two's-complement integer stored in `bytes` bytes, widened.
+inline int64_t SignExtend(uint64_t raw, uint32_t bytes) {
+  const int shift = 64 - static_cast<int>(bytes) * 8;
+  return shift <= 0 ? static_cast<int64_t>(raw)
+                    : static_cast<int64_t>(raw << shift) >> shift;
+}
+
+// A float column's value from its stored bits (`bytes`: 4 or 8).
+inline double FloatFromBits(uint64_t bits, uint32_t bytes) {
+  if (bytes == 8) {
+    double d;
+    std::memcpy(&d, &bits, 8);
+    return d;
+  }
+  const uint32_t b32 = static_cast<uint32_t>(bits);
+  float f;
+  std::memcpy(&f, &b32, 4);
+  return static_cast<double>(f);
+}
+
 // Caller holds the lock that makes it the row's only writer.
 inline void StoreField(std::byte* row, uint32_t offset, uint32_t bytes,
                        uint64_t value) {

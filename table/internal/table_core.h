@@ -139,6 +139,11 @@ class TableCore {
                             Row* row) const;
   // Read(key, kRow, ...), kept short: the hot path of Get and Find.
   absl::StatusOr<bool> FindRow(absl::string_view key, Row* row) const;
+  // GetColumn of a numeric column, kept as short as FindRow: the column's
+  // word is read straight out of the row (no Row, no allocation) into
+  // `value`. False when absent or expired.
+  absl::StatusOr<bool> ReadNumber(absl::string_view key, int column,
+                                  Value* value) const;
   // FindRow for many keys: hashes them all and prefetches their blocks
   // before looking any up. found[i] says whether rows[i] holds keys[i].
   absl::Status FindMany(absl::Span<const absl::string_view> keys,

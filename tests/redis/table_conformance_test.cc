@@ -97,6 +97,12 @@ TYPED_TEST(TableConformance, SetGetKeepsEveryTypeAndBinaryKeys) {
   EXPECT_EQ(*row->GetString("b"), bytes);
   EXPECT_FALSE(row->expires_at().has_value());
   EXPECT_EQ(*t.GetColumn(key, "s"), Value("ana"));
+  // Every numeric width, read on its own.
+  EXPECT_EQ(*t.GetColumn(key, "n"), Value(int64_t{1} << 60));
+  EXPECT_EQ(*t.GetColumn(key, "small"), Value(-128));
+  EXPECT_EQ(*t.GetColumn(key, "f"), Value(0.1));
+  EXPECT_EQ(*t.GetColumn(key, "f32"), Value(2.5));
+  EXPECT_THAT(t.GetColumn("other", "n"), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_TRUE(*t.Exists(key));
   EXPECT_FALSE(*t.Exists("other"));
   Row reuse;
@@ -332,6 +338,8 @@ TYPED_TEST(TableConformance, TtlExpiredRowsReadAsAbsentAndFreeCapacity) {
   WaitUntilAbsent(t, "short");
   EXPECT_GE(absl::Now() - before, ttl - absl::Milliseconds(50));
   EXPECT_THAT(t.Get("short"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(t.GetColumn("short", "n"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(*t.GetColumn("keep", "n"), Value(2));
   EXPECT_THAT(t.Incr("short", "n", 1), StatusIs(absl::StatusCode::kNotFound));
   int seen = 0;
   ASSERT_TRUE(t.ForEach([&](const Row& r) {
