@@ -167,6 +167,11 @@ class ProcessRegistry {
   // process left, at once. Called on the thread that calls
   // MarkDeadInAllOpen, without locks held; that thread must not be closing
   // the owner meanwhile. Replaces any earlier one; inherited across fork.
+  // The recovery may wait for a lock held by another child that has just
+  // died: that child counts as alive until it is reaped, so a supervisor
+  // that reaps on the same thread that calls MarkDeadInAllOpen can wait up
+  // to the lock timeout. Reap on a thread of its own (as `shmkit faults`
+  // does), or reap every child that has exited before the call.
   void OnMarkedDead(std::function<void()> fn);
 
   // The per-slot user area and pin word.
