@@ -56,7 +56,7 @@ void RowMaker::Fill(absl::string_view key, absl::Span<const Value> values,
             v.is_string() ? v.string_value() : absl::string_view();
         const size_t n = std::min<size_t>(s.size(), spec.size);
         store(lc.len_offset, n, lc.len_bytes);
-        std::memcpy(out + lc.offset, s.data(), n);
+        if (n != 0) std::memcpy(out + lc.offset, s.data(), n);  // data() may be null
         break;
       }
     }

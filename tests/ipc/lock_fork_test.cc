@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <string>
 
 #include "absl/time/clock.h"
@@ -185,6 +186,7 @@ TEST(LockFork, APidReusedWithinTheSameTickDoesNotKeepTheDeadHoldersLock) {
                     "process_registry.h applies";
   }
   bool reproduced = false;
+  bool pid_reused_later = false;
   for (int attempt = 0; attempt < 200 && !reproduced; ++attempt) {
     absl::StatusOr<LockArena> arena = LockArena::Create({});
     ASSERT_TRUE(arena.ok()) << arena.status();
@@ -218,6 +220,15 @@ TEST(LockFork, APidReusedWithinTheSameTickDoesNotKeepTheDeadHoldersLock) {
     });
     const absl::StatusOr<uint64_t> reuser_start =
         internal::ProcessStartTime(reuser);
+    if (reuser == holder && reuser_start.ok() && *reuser_start != *start) {
+      // The pid came back, but a tick later. What the same tick would look
+      // like to the check is this pid with this start time and the dead
+      // holder's identity: the start time alone calls it alive, the
+      // identity does not. Keep trying for the real thing.
+      pid_reused_later = true;
+      EXPECT_TRUE(internal::ProcessAlive(holder, *reuser_start));
+      EXPECT_FALSE(internal::ProcessAlive(holder, *reuser_start, *identity));
+    }
     if (reuser == holder && reuser_start.ok() && *reuser_start == *start) {
       reproduced = true;
       // The old check is fooled; the identity is not.
@@ -232,8 +243,15 @@ TEST(LockFork, APidReusedWithinTheSameTickDoesNotKeepTheDeadHoldersLock) {
     release.Signal();
     ASSERT_TRUE(ExitedWith(reuser, 0));
   }
-  ASSERT_TRUE(reproduced)
-      << "could not reuse a pid within one clock tick in 200 attempts";
+  // A slow machine (a sanitizer build, a busy CI host) may never fork the
+  // reuser within the holder's tick; then the identity check above, on a
+  // really reused pid, is what the test asserts.
+  ASSERT_TRUE(reproduced || pid_reused_later)
+      << "ns_last_pid never gave the holder's pid back in 200 attempts";
+  if (!reproduced) {
+    std::printf("same-tick reuse not reproduced on this machine; the "
+                "identity check ran on a pid reused a tick later\n");
+  }
 }
 
 TEST(LockFork, ChildKilledWithoutCleanupLeavesAReclaimableSlot) {
