@@ -79,8 +79,11 @@ TEST(EventFork, NotifyOneWakesExactlyOneOfThreeSleepers) {
   absl::StatusOr<Event> ev = Event::Create();
   ASSERT_TRUE(ev.ok());
   SyncPipe ready;
+  // Two of the three must time out, so the timeout is the test's length;
+  // 3 s leaves the parent room to see them asleep and notify on a busy
+  // machine (700 ms could pass before the notify, and then none wakes).
   const std::vector<pid_t> pids =
-      ForkWaiters(*ev, ready, 3, absl::Milliseconds(700));
+      ForkWaiters(*ev, ready, 3, absl::Seconds(3));
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(ready.Wait().has_value());
   for (pid_t pid : pids) ASSERT_TRUE(testing::WaitUntilAsleep(pid));
   ASSERT_TRUE(ev->Notify(NotifyMode::kOne).ok());
