@@ -14,10 +14,24 @@
 //   - the summary bit of a hint word is cleared only by someone who then
 //     re-reads the hint word and sets the summary again if it is non-zero;
 //     a setter sets the hint bit before it looks at the summary bit.
+//
+// A full table is remembered in TableHeader::no_free_rows, so that a refused
+// insert costs its lookup and not a scan of every hint word. Same pattern:
+//   - a freer sets the row's hint (and summary) bit, then clears the flag if
+//     it is set;
+//   - an insert that scanned and found nothing sets the flag, then scans
+//     once more; if that finds a row it takes it and clears the flag.
+// In the seq_cst order, either the freer's bit comes before the flag is set
+// (the second scan sees it) or its look at the flag comes after (it clears
+// it). So once a free has returned, the flag is clear or a scan that began
+// after it found nothing: a set flag never hides a freed row. A freer that
+// dies between its bit and the flag is recovered like any dead writer, and
+// recovery frees (so clears) again.
 #include <bit>
 
 #include "absl/strings/str_cat.h"
 #include "shmkit/table/internal/table_core.h"
+#include "shmkit/table/internal/test_hooks.h"
 
 namespace shmkit::internal {
 namespace {
@@ -56,6 +70,9 @@ void TableCore::SetFreeHint(uint32_t r) const {
   if ((LoadSeqCst(s) & bit) == 0) {
     Ref(s).fetch_or(bit, std::memory_order_seq_cst);
   }
+  if (LoadSeqCst(header_->no_free_rows) != 0) {
+    Ref(header_->no_free_rows).store(0, std::memory_order_seq_cst);
+  }
 }
 
 void TableCore::ClearFreeHint(uint32_t r) const {
@@ -89,6 +106,8 @@ absl::StatusOr<uint32_t> TableCore::ClaimRow(OwnerToken me, uint32_t b) const {
       return static_cast<uint32_t>(r);
     }
   }
+  // The table was full at the last look, and nothing has been freed since.
+  if (LoadSeqCst(header_->no_free_rows) != 0) return full_;
   // Then the free row nearest the block, through the hints: first the hint
   // word of the home rows, then the words the summary points at, from there
   // on round the table.
@@ -113,29 +132,40 @@ absl::StatusOr<uint32_t> TableCore::ClaimRow(OwnerToken me, uint32_t b) const {
   };
   const uint32_t home_word =
       static_cast<uint32_t>(uint64_t{b} * kRowsPerBlock / 64);
-  if (std::optional<uint32_t> r = claim_from_word(home_word)) return *r;
-  // A full table scans every summary word (256 for a million rows): the
-  // loop wraps by comparison, not by a division per word.
-  uint32_t sw = home_word / 64;
-  for (uint32_t i = 0; i <= summary_words_;
-       ++i, sw = sw + 1 == summary_words_ ? 0 : sw + 1) {
-    uint64_t bits = LoadSeqCst(summary_[sw]);
-    while (bits != 0) {
-      const uint32_t bit = static_cast<uint32_t>(std::countr_zero(bits));
-      bits &= bits - 1;
-      const uint32_t w = sw * 64 + bit;
-      if (w >= hint_words_) continue;
-      if (LoadSeqCst(hints_[w]) == 0) {
-        Ref(summary_[sw])
-            .fetch_and(~(uint64_t{1} << bit), std::memory_order_seq_cst);
-        if (LoadSeqCst(hints_[w]) != 0) {
+  auto scan = [&]() -> std::optional<uint32_t> {
+    if (std::optional<uint32_t> r = claim_from_word(home_word)) return r;
+    // A full table scans every summary word (256 for a million rows): the
+    // loop wraps by comparison, not by a division per word.
+    uint32_t sw = home_word / 64;
+    for (uint32_t i = 0; i <= summary_words_;
+         ++i, sw = sw + 1 == summary_words_ ? 0 : sw + 1) {
+      uint64_t bits = LoadSeqCst(summary_[sw]);
+      while (bits != 0) {
+        const uint32_t bit = static_cast<uint32_t>(std::countr_zero(bits));
+        bits &= bits - 1;
+        const uint32_t w = sw * 64 + bit;
+        if (w >= hint_words_) continue;
+        if (LoadSeqCst(hints_[w]) == 0) {
           Ref(summary_[sw])
-              .fetch_or(uint64_t{1} << bit, std::memory_order_seq_cst);
+              .fetch_and(~(uint64_t{1} << bit), std::memory_order_seq_cst);
+          if (LoadSeqCst(hints_[w]) != 0) {
+            Ref(summary_[sw])
+                .fetch_or(uint64_t{1} << bit, std::memory_order_seq_cst);
+          }
+          continue;
         }
-        continue;
+        if (std::optional<uint32_t> r = claim_from_word(w)) return r;
       }
-      if (std::optional<uint32_t> r = claim_from_word(w)) return *r;
     }
+    return std::nullopt;
+  };
+  if (std::optional<uint32_t> r = scan()) return *r;
+  MaybeCrash(CrashPoint::kFullBeforeFlag);
+  // Nothing free: remember it, then look once more (see the file comment).
+  Ref(header_->no_free_rows).store(1, std::memory_order_seq_cst);
+  if (std::optional<uint32_t> r = scan()) {
+    Ref(header_->no_free_rows).store(0, std::memory_order_seq_cst);
+    return *r;
   }
   return full_;  // made once: a refusal allocates nothing
 }

@@ -121,10 +121,7 @@ absl::StatusOr<bool> TableCore::FindRow(absl::string_view key, Row* row) const {
   }
   const uint32_t b = BucketOfKey(key);
   // The block (lock, seq_head, home rows) arrives while the rest is set up.
-  const std::byte* blk = block(b);
-  for (uint32_t off = 0; off < block_stride_ && off < 256; off += 64) {
-    __builtin_prefetch(blk + off);
-  }
+  PrefetchBlock(b, /*for_write=*/false);
   if (ABSL_PREDICT_FALSE(row->layout_ != layout_.get() ||
                          row->bytes_.size() != stride_)) {
     PrepareRow(row);
@@ -164,6 +161,7 @@ absl::StatusOr<bool> TableCore::ReadNumber(absl::string_view key, int column,
     return CheckKey(key);
   }
   const uint32_t b = BucketOfKey(key);
+  PrefetchBlock(b, /*for_write=*/false);
   const ColumnSpec& spec = schema_.column(column);
   const uint32_t offset = layout_->columns[column].offset;
   bool found = false;
@@ -202,10 +200,7 @@ absl::Status TableCore::FindMany(absl::Span<const absl::string_view> keys,
   for (size_t start = 0; start < keys.size(); start += kGroup) {
     const size_t end = std::min(keys.size(), start + kGroup);
     for (size_t i = start; i < end; ++i) {
-      const std::byte* blk = block(BucketOfKey(keys[i]));
-      for (uint32_t off = 0; off < block_stride_ && off < 256; off += 64) {
-        __builtin_prefetch(blk + off);
-      }
+      PrefetchBlock(BucketOfKey(keys[i]), /*for_write=*/false);
     }
     for (size_t i = start; i < end; ++i) {
       SHMKIT_ASSIGN_OR_RETURN(found[i], FindRow(keys[i], &rows[i]));
@@ -218,6 +213,7 @@ absl::StatusOr<bool> TableCore::Read(absl::string_view key, CopyWhat what,
                                      int column, Row* row) const {
   if (key.empty() || key.size() > max_key_bytes_) return CheckKey(key);
   const uint32_t b = BucketOfKey(key);
+  PrefetchBlock(b, /*for_write=*/false);
   const bool copy = row != nullptr && what != CopyWhat::kNothing;
   if (copy) PrepareRow(row);
   const int64_t now_ms = has_expiry_ ? NowMs() : 0;

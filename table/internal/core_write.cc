@@ -336,8 +336,9 @@ absl::Status TableCore::Write(absl::string_view key,
           "TTL must be positive, got ", absl::FormatDuration(*options.ttl)));
     }
   }
-  SHMKIT_ASSIGN_OR_RETURN(OwnerToken me, registry_.Self());
   const uint32_t b = BucketOfKey(key);
+  PrefetchBlock(b, /*for_write=*/true);
+  SHMKIT_ASSIGN_OR_RETURN(OwnerToken me, registry_.Self());
   for (int attempt = 0;; ++attempt) {
     SHMKIT_ASSIGN_OR_RETURN(OwnerLockGuard guard, LockBucket(b, me));
     MaybeCrash(CrashPoint::kLockedBeforeRecord);
@@ -392,8 +393,9 @@ bool TableCore::RetryWhenFull(const absl::Status& st, int attempt,
 absl::Status TableCore::Delete(absl::string_view key, Row* removed) {
   SHMKIT_RETURN_IF_ERROR(CheckWritable());
   SHMKIT_RETURN_IF_ERROR(CheckKey(key));
-  SHMKIT_ASSIGN_OR_RETURN(OwnerToken me, registry_.Self());
   const uint32_t b = BucketOfKey(key);
+  PrefetchBlock(b, /*for_write=*/true);
+  SHMKIT_ASSIGN_OR_RETURN(OwnerToken me, registry_.Self());
   SHMKIT_ASSIGN_OR_RETURN(OwnerLockGuard guard, LockBucket(b, me));
   MaybeCrash(CrashPoint::kLockedBeforeRecord);
   const Found f = FindLocked(b, key, has_expiry_ ? NowMs() : 0);
@@ -421,8 +423,9 @@ absl::Status TableCore::IncrementRow(absl::string_view key, int column,
         "IncrOptions::ttl needs create = true, a positive duration and a "
         "schema WithTtl");
   }
-  SHMKIT_ASSIGN_OR_RETURN(OwnerToken me, registry_.Self());
   const uint32_t b = BucketOfKey(key);
+  PrefetchBlock(b, /*for_write=*/true);
+  SHMKIT_ASSIGN_OR_RETURN(OwnerToken me, registry_.Self());
   for (int attempt = 0;; ++attempt) {
     SHMKIT_ASSIGN_OR_RETURN(OwnerLockGuard guard, LockBucket(b, me));
     MaybeCrash(CrashPoint::kLockedBeforeRecord);
@@ -513,8 +516,9 @@ absl::StatusOr<bool> TableCore::CompareAndSet(absl::string_view key, int column,
   const ColumnSpec& spec = schema_.column(column);
   SHMKIT_RETURN_IF_ERROR(CheckValueFits(spec, expected));
   SHMKIT_RETURN_IF_ERROR(CheckValueFits(spec, desired));
-  SHMKIT_ASSIGN_OR_RETURN(OwnerToken me, registry_.Self());
   const uint32_t b = BucketOfKey(key);
+  PrefetchBlock(b, /*for_write=*/true);
+  SHMKIT_ASSIGN_OR_RETURN(OwnerToken me, registry_.Self());
   SHMKIT_ASSIGN_OR_RETURN(OwnerLockGuard guard, LockBucket(b, me));
   MaybeCrash(CrashPoint::kLockedBeforeRecord);
   const Found f = FindLocked(b, key, has_expiry_ ? NowMs() : 0);

@@ -57,7 +57,9 @@ namespace shmkit::internal {
 // 2: buckets are blocks holding their two home rows; free rows are found
 // through a hint bitmap; rows carry their claim state (version 1 had a
 // separate bucket array and free-list shards).
-inline constexpr uint32_t kTableLayoutVersion = 2;
+// 3: TableHeader::no_free_rows (was reserved): a process of version 2 would
+// never clear it.
+inline constexpr uint32_t kTableLayoutVersion = 3;
 
 // A bucket's reader word, loaded whole:
 //   bits  0..31  seq: odd while a writer changes the bucket (seqlock)
@@ -111,7 +113,12 @@ struct TableHeader {
   uint32_t expiry_offset;  // 0 when the table has no TTL
   uint32_t next_offset;
   uint32_t state_offset;
-  uint64_t reserved0;
+  // 1 while no row is free: set by an insert that scanned every hint and
+  // found none (twice: see core_alloc.cc), cleared by every free. Inserts
+  // that find their home rows taken refuse at once while it is set instead
+  // of scanning the table. On the geometry's line, which nothing else
+  // writes after creation.
+  uint64_t no_free_rows;
   // Statistics (atomic counters; rare events only, so sharing is fine), and
   // the reclaim clock, on their own cache line.
   alignas(64) uint64_t failed_inserts;

@@ -26,6 +26,7 @@ enum class CrashPoint : int {
   kMarkedBeforeUnlink,    // delete: state in flight, still linked
   kUnlinkedBeforeFree,    // delete: unlinked, not freed
   kFreedBeforeHint,       // delete: state free, hint bit not yet set
+  kFullBeforeFlag,        // insert: scanned, no row free, flag not yet set
   // A recoverer (table_core.h, "Recovery"), holding the dead writer's bucket.
   kRecoveryStarted,       // took the lock over, nothing repaired
   kRecoveryRestored,      // update: image copied back, seq still odd

@@ -12,8 +12,8 @@
 namespace shmkit {
 namespace {
 
-TEST(LayoutGolden, TableLayoutVersion2) {
-  EXPECT_EQ(internal::kTableLayoutVersion, 2u);
+TEST(LayoutGolden, TableLayoutVersion3) {
+  EXPECT_EQ(internal::kTableLayoutVersion, 3u);
   // seq_head: seq in bits 0..31, head (row + 1) in bits 32..63.
   EXPECT_EQ(internal::SeqHeadWord(3, 7), (uint64_t{7} << 32) | 3);
   EXPECT_EQ(internal::SeqOf(0x0000000700000003ull), 3u);
@@ -61,6 +61,7 @@ TEST(LayoutGolden, TableLayoutVersion2) {
   EXPECT_EQ(offsetof(internal::TableHeader, total_bytes), 88u);
   EXPECT_EQ(offsetof(internal::TableHeader, key_offset), 96u);
   EXPECT_EQ(offsetof(internal::TableHeader, state_offset), 116u);
+  EXPECT_EQ(offsetof(internal::TableHeader, no_free_rows), 120u);
   EXPECT_EQ(offsetof(internal::TableHeader, failed_inserts), 128u);
   EXPECT_EQ(offsetof(internal::TableHeader, read_fallbacks), 168u);
   EXPECT_EQ(offsetof(internal::TableHeader, reclaim_after_ms), 176u);
