@@ -24,10 +24,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -234,6 +236,41 @@ void UserIncr_Boost(benchmark::State& state) {
 }
 BENCHMARK(UserIncr_Boost);
 
+// ---- floors: what no table can avoid ------------------------------------
+//
+// The same key visits with the table's work taken away, so a ratio to Boost
+// can be read against what is possible on this host. UserKeyHash_Floor
+// fetches and hashes each key (the user's array, the same random order):
+// every lookup pays it. UserIncr_FloorLockedAdd adds that to one locked add
+// on a random word of a segment the size of the table (4 KiB pages): a
+// cross-process increment of a random key cannot cost less than its key, one
+// miss on its word and one locked instruction. If Boost's time over a floor
+// is below a target, no table can reach that target here.
+
+void UserKeyHash_Floor(benchmark::State& state) {
+  uint64_t sum = 0, i = 0;
+  for (auto _ : state) {
+    sum += std::hash<std::string_view>()(NextKey(i++));
+  }
+  benchmark::DoNotOptimize(sum);
+}
+BENCHMARK(UserKeyHash_Floor);
+
+void UserIncr_FloorLockedAdd(benchmark::State& state) {
+  const size_t bytes = static_cast<size_t>(
+      Table::Plan(WSchema(), {.capacity = kCapacity})->total_bytes);
+  Segment s = *Segment::Create({.bytes = bytes});
+  auto* words = static_cast<uint64_t*>(s.data());
+  const size_t n = bytes / sizeof(uint64_t);
+  std::memset(words, 0, bytes);  // every page present, as in a filled table
+  uint64_t i = 0;
+  for (auto _ : state) {
+    const size_t w = std::hash<std::string_view>()(NextKey(i++)) % n;
+    std::atomic_ref<uint64_t>(words[w]).fetch_add(1, std::memory_order_acq_rel);
+  }
+}
+BENCHMARK(UserIncr_FloorLockedAdd);
+
 // ---- batches -----------------------------------------------------------
 
 constexpr size_t kBatch = 16;
@@ -367,6 +404,18 @@ void UserHotIncr_2proc_Boost(benchmark::State& state) {
   });
 }
 BENCHMARK(UserHotIncr_2proc_Boost)->MinTime(1.0);
+
+// The same key in one process: what the path itself costs, no line moving.
+void UserHotIncr_1proc_Shmkit(benchmark::State& state) {
+  const Schema schema = WSchema();
+  Table t = *Table::Create(schema, {.capacity = 1024});
+  const IntColumn n = *schema.Int("n");
+  (void)t.Set("hot-key-0000000", {{n, 0}});
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(t.Incr("hot-key-0000000", n, 1));
+  }
+}
+BENCHMARK(UserHotIncr_1proc_Shmkit);
 
 // The floor: a test-and-set lock around a plain add, two processes.
 void UserHotIncr_2proc_RawTasAdd(benchmark::State& state) {
@@ -523,6 +572,10 @@ std::vector<Ratio> UserRatios() {
       {"UserGetRow_Shmkit/huge:1", "UserGetRow_Boost", 3.0, /*inverse=*/true},
       {"UserGetColumn_Shmkit", "UserGetColumn_Boost", 0, /*inverse=*/true},
       {"UserIncr_Shmkit", "UserIncr_Boost", 2.0, /*inverse=*/true},
+      {"UserGetRow_Boost", "UserKeyHash_Floor", 0},
+      {"UserGetRow_Shmkit/huge:0", "UserKeyHash_Floor", 0},
+      {"UserIncr_Boost", "UserIncr_FloorLockedAdd", 0},
+      {"UserIncr_Shmkit", "UserIncr_FloorLockedAdd", 0},
       {"UserMixed90_10_2proc_Shmkit/min_time:1.000",
        "UserMixed90_10_2proc_Boost/min_time:1.000", 4.0, /*inverse=*/true},
       {"UserHotIncr_2proc_Shmkit/min_time:1.000",

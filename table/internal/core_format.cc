@@ -1,6 +1,7 @@
 // TableCore: formatting a new segment and validating an attached one.
 // Geometry is decided once, from a validated plan; nothing the segment says
 // is used before it has been checked against what this build computes.
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -257,6 +258,11 @@ void TableCore::Bind(const SegmentPlan& plan) {
   key_offset_ = row.key_offset;
   key_len_offset_ = row.key_len_offset;
   key_len_bytes_ = row.key_len_bytes;
+  key_len_word_ = row.key_len_offset & ~uint32_t{7};
+  key_len_shift_ = (row.key_len_offset - key_len_word_) * 8;
+  key_len_mask_ = FieldMask(row.key_len_bytes);
+  key_words_aligned_ = row.key_offset % 8 == 0;
+  prefetch_lines_ = std::clamp<uint32_t>((plan.block_stride + 63) / 64, 1, 4);
   next_offset_ = row.next_offset;
   state_offset_ = row.state_offset;
   has_expiry_ = row.has_expiry;

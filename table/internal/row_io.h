@@ -138,8 +138,35 @@ inline bool SharedEquals(const std::byte* row, uint32_t offset,
 }
 
 // Copies `words` aligned 8-byte words from shared `src` to private `dst`.
+// Rows of up to 16 words (the common ones) go straight down an unrolled
+// sequence, two instructions a word: lookups copy a row each.
 inline void SharedReadWords(const std::byte* src, std::byte* dst,
                             size_t words) {
+  if (words <= 16) {
+    auto copy = [&](size_t i) {
+      const uint64_t w = LoadWord(src + 8 * i);
+      std::memcpy(dst + 8 * i, &w, 8);
+    };
+    switch (words) {
+      case 16: copy(15); [[fallthrough]];
+      case 15: copy(14); [[fallthrough]];
+      case 14: copy(13); [[fallthrough]];
+      case 13: copy(12); [[fallthrough]];
+      case 12: copy(11); [[fallthrough]];
+      case 11: copy(10); [[fallthrough]];
+      case 10: copy(9); [[fallthrough]];
+      case 9: copy(8); [[fallthrough]];
+      case 8: copy(7); [[fallthrough]];
+      case 7: copy(6); [[fallthrough]];
+      case 6: copy(5); [[fallthrough]];
+      case 5: copy(4); [[fallthrough]];
+      case 4: copy(3); [[fallthrough]];
+      case 3: copy(2); [[fallthrough]];
+      case 2: copy(1); [[fallthrough]];
+      case 1: copy(0); [[fallthrough]];
+      default: return;
+    }
+  }
   size_t i = 0;
   for (; i + 4 <= words; i += 4) {
     const uint64_t w0 = LoadWord(src + 8 * i), w1 = LoadWord(src + 8 * i + 8),

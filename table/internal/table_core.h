@@ -91,6 +91,8 @@
 #include <optional>
 #include <vector>
 
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -197,13 +199,37 @@ class TableCore {
   // Writers call it before the lock's CAS: a locked instruction lets no later
   // load start before it completes, so without it the rows' lines would be
   // fetched only after the lock's.
-  void PrefetchBlock(uint32_t b, bool for_write) const {
+  // Unrolled: it runs on every lookup (prefetch_lines_ is 1..4).
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void PrefetchBlock(uint32_t b,
+                                                  bool for_write) const {
     const std::byte* blk = block(b);
-    for (uint32_t off = 0; off < block_stride_ && off < 256; off += 64) {
-      if (for_write) {
-        __builtin_prefetch(blk + off, 1);
-      } else {
-        __builtin_prefetch(blk + off);
+    if (for_write) {
+      switch (prefetch_lines_) {
+        case 4:
+          __builtin_prefetch(blk + 192, 1);
+          [[fallthrough]];
+        case 3:
+          __builtin_prefetch(blk + 128, 1);
+          [[fallthrough]];
+        case 2:
+          __builtin_prefetch(blk + 64, 1);
+          [[fallthrough]];
+        default:
+          __builtin_prefetch(blk, 1);
+      }
+    } else {
+      switch (prefetch_lines_) {
+        case 4:
+          __builtin_prefetch(blk + 192);
+          [[fallthrough]];
+        case 3:
+          __builtin_prefetch(blk + 128);
+          [[fallthrough]];
+        case 2:
+          __builtin_prefetch(blk + 64);
+          [[fallthrough]];
+        default:
+          __builtin_prefetch(blk);
       }
     }
   }
@@ -254,10 +280,48 @@ class TableCore {
     StoreField(row_ptr(r), state_offset_, 2, state);
   }
   // The one key comparison: length field and bytes, read with atomic word
-  // loads (racy outside the lock: confirm with the seqlock).
-  bool KeyEquals(const std::byte* row, absl::string_view key) const {
-    return LoadField(row, key_len_offset_, key_len_bytes_) == key.size() &&
-           SharedEquals(row, key_offset_, key.data(), key.size());
+  // loads (racy outside the lock: confirm with the seqlock). Key bytes start
+  // on a word in every layout the planner makes today; then whole words are
+  // compared and the last one under a mask (the bytes after the key in that
+  // word belong to the row, never to the caller's key).
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool KeyEquals(const std::byte* row,
+                                              absl::string_view key) const {
+    const size_t n = key.size();
+    if (((LoadWord(row + key_len_word_) >> key_len_shift_) & key_len_mask_) !=
+        n) {
+      return false;
+    }
+    if (ABSL_PREDICT_FALSE(!key_words_aligned_)) {
+      return SharedEquals(row, key_offset_, key.data(), n);
+    }
+    const std::byte* k = row + key_offset_;
+    const char* d = key.data();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      if (LoadWord(k + i) != LoadLittle64(d + i)) return false;
+    }
+    if (i == n) return true;
+    const size_t tail = n - i;
+    return (LoadWord(k + i) & ((uint64_t{1} << (8 * tail)) - 1)) ==
+           LoadTail(d + i, tail);
+  }
+  // The row holding `key` in the chain that starts at `head` (row + 1), as
+  // the chain is now: racy outside the bucket lock (confirm with the
+  // seqlock). nullptr when absent; *bad when a link is out of range or the
+  // walk runs longer than the table (then nothing it found counts).
+  ABSL_ATTRIBUTE_ALWAYS_INLINE const std::byte* WalkChain(
+      uint32_t head, absl::string_view key, bool* bad) const {
+    uint32_t r = head;
+    for (uint64_t steps = 0; r != 0; ++steps) {
+      if (ABSL_PREDICT_FALSE(r > capacity_ || steps >= capacity_)) {
+        *bad = true;
+        return nullptr;
+      }
+      const std::byte* p = row_ptr(r - 1);
+      if (KeyEquals(p, key)) return p;
+      r = static_cast<uint32_t>(LoadField(p, next_offset_, 4));
+    }
+    return nullptr;
   }
   bool RowExpired(const std::byte* row, int64_t now_ms) const {
     if (!has_expiry_) return false;
@@ -407,6 +471,8 @@ class TableCore {
   absl::Status full_;
   uint32_t bucket_count_ = 0;
   uint32_t block_stride_ = 0;
+  // Cache lines PrefetchBlock loads: those of the block's first 256 bytes.
+  uint32_t prefetch_lines_ = 1;
   uint32_t hint_words_ = 0;
   uint32_t summary_words_ = 0;
   uint32_t stride_ = 0;
@@ -418,6 +484,10 @@ class TableCore {
   uint32_t key_offset_ = 0;
   uint32_t key_len_offset_ = 0;
   uint32_t key_len_bytes_ = 0;
+  uint32_t key_len_word_ = 0;   // the key length's 8-byte word
+  uint32_t key_len_shift_ = 0;  // its bit position in that word
+  uint64_t key_len_mask_ = 0;
+  bool key_words_aligned_ = false;  // key bytes start on a word
   uint32_t next_offset_ = 0;
   uint32_t state_offset_ = 0;
   uint32_t expiry_offset_ = 0;
