@@ -123,6 +123,11 @@ absl::StatusOr<bool> TableCore::FindRow(absl::string_view key, Row* row) const {
   }
   const uint32_t b = BucketOfKey(key);
   PrefetchBlock(b, /*for_write=*/false);
+  return FindInBucket(b, key, row);
+}
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline absl::StatusOr<bool>
+TableCore::FindInBucket(uint32_t b, absl::string_view key, Row* row) const {
   if (ABSL_PREDICT_FALSE(row->layout_ != layout_.get() ||
                          row->bytes_.size() != stride_)) {
     PrepareRow(row);
@@ -209,15 +214,19 @@ absl::Status TableCore::FindMany(absl::Span<const absl::string_view> keys,
   }
   for (absl::string_view key : keys) SHMKIT_RETURN_IF_ERROR(CheckKey(key));
   // Hash a group of keys and prefetch every block first, so the group's
-  // cache misses overlap; then look each up (its block is on the way).
+  // cache misses overlap; then look each up (its block is on the way),
+  // without hashing it again.
   constexpr size_t kGroup = 16;
+  uint32_t buckets[kGroup];
   for (size_t start = 0; start < keys.size(); start += kGroup) {
     const size_t end = std::min(keys.size(), start + kGroup);
     for (size_t i = start; i < end; ++i) {
-      PrefetchBlock(BucketOfKey(keys[i]), /*for_write=*/false);
+      buckets[i - start] = BucketOfKey(keys[i]);
+      PrefetchBlock(buckets[i - start], /*for_write=*/false);
     }
     for (size_t i = start; i < end; ++i) {
-      SHMKIT_ASSIGN_OR_RETURN(found[i], FindRow(keys[i], &rows[i]));
+      SHMKIT_ASSIGN_OR_RETURN(found[i],
+                              FindInBucket(buckets[i - start], keys[i], &rows[i]));
     }
   }
   return absl::OkStatus();

@@ -333,6 +333,9 @@ class TableCore {
   absl::Status CheckWritable() const;
 
   // ---- reads (core_read.cc) ------------------------------------------
+  // FindRow once the key is checked and its bucket known (and prefetched).
+  absl::StatusOr<bool> FindInBucket(uint32_t b, absl::string_view key,
+                                    Row* row) const;
   enum class Visit { kNext, kStop };
   // The read loop: calls restart() then visit(row pointer, row index) for
   // each row of bucket b's chain until visit says kStop, and returns once a
