@@ -18,6 +18,8 @@
 // word may be non-zero); the state decides, by CAS, who gets a row. An insert
 // fails with ResourceExhausted only when no free row exists (after, once per
 // millisecond at most, recovering crashed writers and sweeping expired rows).
+// A table found full says so in TableHeader::no_free_rows until the next free,
+// so further refusals skip the scan (the protocol is in core_alloc.cc).
 // Count() is the sum of the per-slot counters `live_delta` (rows claimed
 // minus rows freed), so it includes rows in flight.
 //
