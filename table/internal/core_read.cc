@@ -116,8 +116,7 @@ absl::StatusOr<bool> TableCore::FindRow(absl::string_view key, Row* row) const {
   // Kept short on purpose: every instruction between this lookup's miss and
   // the caller's next one is in the CPU's reorder window, which reaches the
   // next lookup's loads (and overlaps their misses with this one) only when
-  // the path is small. One optimistic pass inline; anything unusual (a
-  // writer in the bucket, a changed seq, a bad link) goes to ReadBucket.
+  // the path is small.
   if (ABSL_PREDICT_FALSE(key.empty() || key.size() > max_key_bytes_)) {
     return CheckKey(key);
   }
@@ -134,27 +133,18 @@ TableCore::FindInBucket(uint32_t b, absl::string_view key, Row* row) const {
   }
   std::byte* out = row->bytes_.data();
   row->present_ = false;
-  const uint64_t& word = seq_head(b);
-  const uint64_t w1 = Load(word, std::memory_order_acquire);
-  bool bad = false;
-  const std::byte* p = nullptr;
-  bool consistent = false;
-  if (ABSL_PREDICT_TRUE((SeqOf(w1) & 1) == 0)) {
-    p = WalkChain(HeadOf(w1), key, &bad);
-    if (p != nullptr) SharedReadWords(p, out, stride_words_);
-    std::atomic_thread_fence(std::memory_order_acquire);
-    consistent = !bad && Load(word, std::memory_order_relaxed) == w1;
-  }
-  bool found = p != nullptr;
-  if (ABSL_PREDICT_FALSE(!consistent)) {
-    SHMKIT_RETURN_IF_ERROR(ReadBucket(
-        b, [&] { found = false; },
-        [&](const std::byte* q, uint32_t) {
-          if (!KeyEquals(q, key)) return Visit::kNext;
-          SharedReadWords(q, out, stride_words_);
-          found = true;
-          return Visit::kStop;
-        }));
+  bool found = false;
+  auto restart = [&] { found = false; };
+  auto visit = [&](const std::byte* p, uint32_t) {
+    if (!KeyEquals(p, key)) return Visit::kNext;
+    SharedReadWords(p, out, stride_words_);
+    found = true;
+    return Visit::kStop;
+  };
+  // One pass here, inlined; ReadBucket's retries and its locked fallback
+  // only when that pass was not consistent.
+  if (ABSL_PREDICT_FALSE(!OptimisticPass(b, restart, visit))) {
+    SHMKIT_RETURN_IF_ERROR(ReadBucket(b, restart, visit));
   }
   if (!found) return false;
   if (has_expiry_) {
