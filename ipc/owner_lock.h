@@ -12,8 +12,8 @@
 // clears it (Unlock); only a waiter that proved the owner dead replaces it.
 //
 // Lock: one CAS 0 -> token on the fast path (no system call). A waiter spins
-// (internal::CpuRelax), then yields, then sleeps on the futex in slices of at most
-// 2 ms; after each slice that ended without a wake it asks the registry
+// (internal::CpuRelax), then yields, then sleeps on the futex in slices of at
+// most 2 ms; after each slice that ended without a wake it asks the registry
 // whether the owner is dead (generation moved, slot freed, pid gone, pid
 // reused). A live owner is never overridden, however long it holds the lock:
 // once the caller's bound has passed, the waiter gets DeadlineExceeded naming
@@ -36,6 +36,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "shmkit/ipc/internal/cpu_relax.h"
 #include "shmkit/ipc/internal/shared.h"
 #include "shmkit/ipc/process_registry.h"
 
@@ -94,6 +95,20 @@ class OwnerLock {
     return internal::Ref(*word_).compare_exchange_strong(
         expected, LockWordOf(me), std::memory_order_acquire,
         std::memory_order_relaxed);
+  }
+
+  // TryLock, tried again while the word reads held, for at most `pauses`
+  // CPU pauses in all; no liveness check. For a critical section of a few
+  // instructions, whose holder is about to let go: waiting it out costs less
+  // than a caller's slow path.
+  bool TryLockSpinning(OwnerToken me, int pauses) {
+    while (!TryLock(me)) {
+      do {
+        if (--pauses < 0) return false;
+        internal::CpuRelax();
+      } while (internal::Load(*word_, std::memory_order_relaxed) != 0);
+    }
+    return true;
   }
 
   // Releases the lock. FailedPrecondition (and nothing changes) when `me`

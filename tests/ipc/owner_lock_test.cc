@@ -53,6 +53,27 @@ TEST(OwnerLock, ReacquiringIsAnErrorNotADeadlock) {
   EXPECT_TRUE(lock.Unlock(me).ok());
 }
 
+TEST(OwnerLock, TryLockSpinningTakesAFreeLockAndGivesUpOnAHeldOne) {
+  absl::StatusOr<LockArena> arena = LockArena::Create({});
+  ASSERT_TRUE(arena.ok());
+  OwnerLock lock = *arena->lock(0);
+  const OwnerToken me = *arena->Self();
+  ASSERT_TRUE(lock.TryLockSpinning(me, 0));  // free: no pause needed
+  EXPECT_EQ(lock.Owner(), me);
+  // Held (here by `me`; a spinning caller does not check who holds it):
+  // it gives up after its pauses and leaves the word alone.
+  EXPECT_FALSE(lock.TryLockSpinning(me, 1000));
+  EXPECT_EQ(*lock.word(), LockWordOf(me));
+  const OwnerToken other{me.slot + 1, 1};
+  EXPECT_FALSE(lock.TryLockSpinning(other, 1000));
+  EXPECT_EQ(lock.Owner(), me);
+  EXPECT_TRUE(lock.Unlock(me).ok());
+  EXPECT_TRUE(lock.TryLockSpinning(other, 1000));
+  EXPECT_EQ(lock.Owner(), other);
+  EXPECT_TRUE(lock.Unlock(other).ok());
+  EXPECT_EQ(*lock.word(), 0u);
+}
+
 TEST(OwnerLock, UnlockByANonOwnerChangesNothing) {
   absl::StatusOr<LockArena> arena = LockArena::Create({});
   ASSERT_TRUE(arena.ok());
