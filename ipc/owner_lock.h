@@ -98,9 +98,10 @@ class OwnerLock {
   }
 
   // TryLock, tried again while the word reads held, for at most `pauses`
-  // CPU pauses in all; no liveness check. For a critical section of a few
-  // instructions, whose holder is about to let go: waiting it out costs less
-  // than a caller's slow path.
+  // CPU pauses in all; no liveness check. For a caller whose alternative is
+  // a longer slow path and whose holders let go within a few dozen
+  // instructions (Incr's short path); a holder that does not, dead or
+  // descheduled, is left to Lock() once the pauses run out.
   bool TryLockSpinning(OwnerToken me, int pauses) {
     while (!TryLock(me)) {
       do {
