@@ -406,6 +406,15 @@ void ProcessRegistry::Pin(uint32_t slot) {
 void ProcessRegistry::Unpin(uint32_t slot) {
   if (slot < slot_count_) Store(slot_ref(slot).pinned, 0u);
 }
+void ProcessRegistry::DropDeadPin(uint32_t slot) {
+  if (slot >= slot_count_ || !IsDead(CurrentToken(slot))) return;
+  uint32_t& pinned = slot_ref(slot).pinned;
+  uint32_t n = Load(pinned);
+  while (n != 0 &&
+         !Ref(pinned).compare_exchange_weak(n, n - 1,
+                                            std::memory_order_acq_rel)) {
+  }
+}
 uint32_t* ProcessRegistry::pin_word(uint32_t slot) const {
   return &slot_ref(slot).pinned;
 }

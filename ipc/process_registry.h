@@ -179,6 +179,15 @@ class ProcessRegistry {
   void Pin(uint32_t slot);
   void Unpin(uint32_t slot);
   bool Pinned(uint32_t slot) const;
+  // The pin word as a count, for an owner that may hold several things at
+  // once (a ring consumer whose callback sends to the same ring): the slot
+  // is pinned while the count is not zero. The holder counts its own pins
+  // through pin_word() (no other process writes them while it lives);
+  // DropDeadPin takes one off for a holder that is dead (IsDead of the
+  // slot's current token; nothing happens otherwise), atomically, as
+  // several processes may do it at once, and never below zero. Do not mix
+  // with Pin/Unpin on one registry.
+  void DropDeadPin(uint32_t slot);
   // For hot paths that already hold a valid token (slot < slot_count()):
   // the slot's pin word, accessed with atomic_ref, and the start of the
   // extra areas (slot i's is at extra_base() + i * extra_stride()).

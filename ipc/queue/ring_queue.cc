@@ -24,6 +24,7 @@
 #include "shmkit/ipc/internal/change_notifier.h"
 #include "shmkit/ipc/internal/deadline.h"
 #include "shmkit/ipc/internal/futex.h"
+#include "shmkit/ipc/internal/registry_layout.h"
 #include "shmkit/ipc/internal/shared.h"
 #include "shmkit/ipc/internal/status_macros.h"
 #include "shmkit/ipc/queue/internal/ring_layout.h"
@@ -128,6 +129,26 @@ RingQueue::RingQueue(Segment segment, ProcessRegistry registry,
   mask_ = slots_ - 1;
   slot_bytes_ = control_->slot_bytes;
   slot_stride_ = control_->slot_stride;
+  if (registry_->slot_count() != 0) {
+    pin_words_ = reinterpret_cast<std::byte*>(registry_->pin_word(0));
+  }
+}
+
+// The calling thread's own pin count (ring_layout.h, "Registry slots of
+// owners"): plain loads and stores, no locked instruction on the hot path,
+// since only the slot's live holder changes it (others only once it is
+// dead, through ProcessRegistry::DropDeadPin). `slot` < slot_count.
+void RingQueue::AddOwnPin(uint32_t slot) {
+  uint32_t& pin = *reinterpret_cast<uint32_t*>(
+      pin_words_ + size_t{slot} * sizeof(internal::RegistrySlot));
+  Store(pin, Load(pin, std::memory_order_relaxed) + 1,
+        std::memory_order_relaxed);
+}
+void RingQueue::DropOwnPin(uint32_t slot) {
+  uint32_t& pin = *reinterpret_cast<uint32_t*>(
+      pin_words_ + size_t{slot} * sizeof(internal::RegistrySlot));
+  const uint32_t n = Load(pin, std::memory_order_relaxed);
+  if (n != 0) Store(pin, n - 1, std::memory_order_relaxed);
 }
 
 RingQueue::~RingQueue() { (void)Close(); }
@@ -327,6 +348,7 @@ absl::StatusOr<RingQueue::Outcome> RingQueue::TryPush(absl::string_view bytes,
                                       std::memory_order_relaxed)) {
       continue;  // lost this slot; look again
     }
+    AddOwnPin(me.slot);  // ring_layout.h: "Registry slots of owners"
     RunHook(RingHookPoint::kAfterReserve);
     HelpAdvance(control_->tail, pos);
     RunHook(RingHookPoint::kBeforePublish);
@@ -336,6 +358,7 @@ absl::StatusOr<RingQueue::Outcome> RingQueue::TryPush(absl::string_view bytes,
     if (!bytes.empty()) {
       std::memcpy(PayloadOf(slot), bytes.data(), bytes.size());
     }
+    DropOwnPin(me.slot);
     uint64_t expected = reserved;
     if (!Ref(slot.state)
              .compare_exchange_strong(
@@ -404,6 +427,7 @@ absl::StatusOr<RingQueue::Outcome> RingQueue::TryPop(
                                       std::memory_order_relaxed)) {
       continue;
     }
+    AddOwnPin(me.slot);
     RunHook(RingHookPoint::kAfterClaim);
     HelpAdvance(control_->head, pos);
     SHMKIT_RETURN_IF_ERROR(DeliverClaimed(slot, pos, claimed, out, max_bytes,
@@ -443,6 +467,7 @@ absl::Status RingQueue::DeliverClaimed(RingSlot& slot, uint64_t pos,
     if (process != nullptr) *processed = (*process)(out);
   }
   RunHook(RingHookPoint::kBeforeRelease);
+  DropOwnPin(RingOwnerOf(claimed) - 1);
   uint64_t expected = claimed;
   if (!Ref(slot.state)
            .compare_exchange_strong(
@@ -497,6 +522,10 @@ absl::StatusOr<RingQueue::Outcome> RingQueue::TryTakeOverDeadClaim(
                                       std::memory_order_relaxed)) {
       continue;  // another process took it over, or a producer requeued it
     }
+    // The claim is ours: the dead owner's slot may be reused once nothing
+    // else of it is left in the ring.
+    registry_->DropDeadPin(RingOwnerOf(state) - 1);
+    AddOwnPin(me.slot);
     Ref(control_->redelivered_messages).fetch_add(1, std::memory_order_relaxed);
     // There may be more: let the next call scan at once.
     last_scan_ns_.store(0, std::memory_order_relaxed);
@@ -536,6 +565,7 @@ bool RingQueue::ReclaimIfDead(const Blocker& blocker, bool producer) {
                 expected,
                 RingState(static_cast<uint32_t>(blocker.pos + 1), 0, 0),
                 std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      registry_->DropDeadPin(RingOwnerOf(blocker.state) - 1);
       Ref(control_->redelivered_messages)
           .fetch_add(1, std::memory_order_relaxed);
       HelpAdvance(control_->head, blocker.pos - slots_);
@@ -554,6 +584,7 @@ bool RingQueue::ReclaimIfDead(const Blocker& blocker, bool producer) {
               RingState(static_cast<uint32_t>(blocker.pos + 1), kRingTombstone,
                         0),
               std::memory_order_acq_rel, std::memory_order_relaxed)) {
+    registry_->DropDeadPin(RingOwnerOf(blocker.state) - 1);
     Ref(control_->reclaimed_slots).fetch_add(1, std::memory_order_relaxed);
     HelpAdvance(control_->tail, blocker.pos);
   }

@@ -60,7 +60,8 @@
 //
 // Threads: every thread that uses the ring takes a slot of the segment's
 // process registry (registry_slots, across all processes); ResourceExhausted
-// when none is free.
+// when none is free. The slot of a process killed while it held a slot of
+// the ring stays taken until the ring has recovered what it held.
 //
 // The ring has no typed receive and no descriptor to poll.
 #ifndef SHMKIT_IPC_QUEUE_RING_QUEUE_H_
@@ -207,6 +208,8 @@ class RingQueue final : public Queue {
   template <typename Attempt>
   absl::Status WaitFor(Attempt attempt, bool producer, const WaitMode& wait);
   bool OwnerDead(uint64_t state) const;
+  void AddOwnPin(uint32_t slot);
+  void DropOwnPin(uint32_t slot);
   // Reclaims the slot in `blocker` if its owner is dead; true if it did.
   bool ReclaimIfDead(const Blocker& blocker, bool producer);
   absl::Status RemovedError() const;
@@ -216,6 +219,7 @@ class RingQueue final : public Queue {
   std::optional<ProcessRegistry> registry_;
   internal::RingControl* control_ = nullptr;
   std::byte* slots_base_ = nullptr;
+  std::byte* pin_words_ = nullptr;  // registry slot 0's pin word
   uint32_t slots_ = 0;
   uint32_t mask_ = 0;
   uint32_t slot_bytes_ = 0;

@@ -14,8 +14,8 @@
 namespace shmkit::internal {
 namespace {
 
-TEST(LayoutGolden, RingIsLayoutVersion2) {
-  EXPECT_EQ(kRingLayoutVersion, 2u);
+TEST(LayoutGolden, RingIsLayoutVersion3) {
+  EXPECT_EQ(kRingLayoutVersion, 3u);
   EXPECT_EQ(sizeof(RingControl), 384u);
   EXPECT_EQ(alignof(RingControl), 64u);
   EXPECT_EQ(offsetof(RingControl, slots), 0u);

@@ -92,5 +92,85 @@ TEST(RingKill, AStoppedProducerKeepsItsSlot) {
   EXPECT_TRUE(ExitedWith(producer, 0));
 }
 
+// A consumer killed inside ReceiveAndProcess leaves its claim in the ring,
+// and the claim names the consumer by registry slot and 8 bits of that
+// slot's generation. If the slot were handed to new processes meanwhile, the
+// 256th would pass for the dead consumer, and the message would wait for
+// that live process to end. Children claim registry slots one after another
+// until one gets the dead consumer's slot with a generation equal in those 8
+// bits (it stays alive), or finds the registry full (the slot is held for
+// the claim); either way the parent must then receive the message.
+TEST(RingKill, ADeadConsumersRegistrySlotIsKeptUntilItsClaimIsRedelivered) {
+  absl::StatusOr<std::unique_ptr<RingQueue>> opened =
+      RingQueue::Open({.slots = 4,
+                       .slot_bytes = 64,
+                       .registry_slots = 2,
+                       .dead_owner_check = absl::Microseconds(200)});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  RingQueue& q = **opened;
+  ProcessRegistry& registry = *q.registry();
+  ASSERT_TRUE(q.Send("held").ok());  // the parent takes one registry slot
+  absl::StatusOr<OwnerToken> parent = registry.Self();
+  ASSERT_TRUE(parent.ok()) << parent.status();
+  const pid_t consumer = ForkChild([&] {
+    Message m;
+    (void)q.ReceiveAndProcess(m, 1024, WaitMode::For(absl::Seconds(30)),
+                              [](const Message&) {
+                                raise(SIGKILL);
+                                return absl::OkStatus();
+                              });
+    return 1;  // not reached
+  });
+  std::optional<::shmkit::testing::ChildExit> died =
+      ::shmkit::testing::WaitChild(consumer);
+  ASSERT_TRUE(died.has_value() && died->signaled && died->signal == SIGKILL);
+  const OwnerToken dead = registry.CurrentToken(1 - parent->slot);
+
+  constexpr int kFull = 2, kAlias = 3;
+  pid_t alias = -1;
+  ::shmkit::testing::SyncPipe release;
+  bool full = false;
+  for (int i = 0; i < 600 && alias < 0 && !full; ++i) {
+    ::shmkit::testing::SyncPipe said;
+    const pid_t child = ForkChild([&] {
+      absl::StatusOr<OwnerToken> me = registry.Self();
+      if (absl::IsResourceExhausted(me.status())) {
+        said.Signal('f');
+        return kFull;
+      }
+      if (!me.ok()) return 1;
+      if (me->slot == dead.slot &&
+          (me->generation & 0xff) == (dead.generation & 0xff)) {
+        said.Signal('a');
+        return release.Wait().has_value() ? kAlias : 1;
+      }
+      said.Signal('n');
+      return 0;
+    });
+    const std::optional<char> what = said.Wait();
+    if (what == 'a') {
+      alias = child;
+    } else {
+      EXPECT_TRUE(ExitedWith(child, what == 'f' ? kFull : 0));
+      full = what == 'f';
+    }
+  }
+  EXPECT_TRUE(full) << "the dead consumer's registry slot was handed on";
+  // The message comes back, whoever holds a slot now.
+  absl::StatusOr<Message> m = q.ReceiveFor(1024, absl::Seconds(10));
+  if (alias > 0) {
+    release.Signal();
+    EXPECT_TRUE(ExitedWith(alias, kAlias));
+  }
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->data, "held");
+  absl::StatusOr<QueueStats> stats = q.Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->redelivered_messages, 1u);
+  // Redelivered: the dead consumer's registry slot is free for others again.
+  EXPECT_TRUE(ExitedWith(ForkChild([&] { return registry.Self().ok() ? 0 : 1; }),
+                         0));
+}
+
 }  // namespace
 }  // namespace shmkit

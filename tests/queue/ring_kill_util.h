@@ -146,6 +146,8 @@ inline void RunProducerKills(int kills, int steady, int consumers) {
   EXPECT_EQ(stats->reclaimed_slots, static_cast<uint64_t>(kills));
   EXPECT_EQ(stats->abandoned_messages, 0u);
   EXPECT_EQ(*stats->messages, 0u);
+  // Each victim's registry slot was given back with its tombstone.
+  EXPECT_EQ(q.registry()->Stats().pinned, 0u);
 }
 
 // A consumer killed between claiming a slot and releasing it: the others
@@ -240,6 +242,8 @@ inline void RunConsumerKill(int survivors) {
   EXPECT_EQ(*stats->messages, 0u);
   // Only the redelivered message can arrive after a later one.
   EXPECT_LE(*out_of_order, stats->redelivered_messages);
+  // The victim's registry slot was given back with its redelivery.
+  EXPECT_EQ(q.registry()->Stats().pinned, 0u);
 }
 
 // How a consumer of the kill storm dies.

@@ -64,8 +64,31 @@
 // abandoned_messages counts only messages dropped because their slot was
 // found corrupt (a length above slot_bytes). A live owner, however slow, is
 // never replaced, and its own final CAS would fail loudly (Internal) if it
-// ever were. Layout 1 freed a dead consumer's claim (losing the message);
-// layout 2 processes must not share a ring with layout 1 ones.
+// ever were.
+//
+// Registry slots of owners. The state word keeps only 8 bits of the owner's
+// generation, so if the owner's registry slot could be reused while its
+// reservation or claim is still in the ring, the 256th reuse would look like
+// the owner itself, and the slot would wait for that live stranger to die.
+// So an owner counts a pin on its registry slot (RingQueue::AddOwnPin, on
+// the registry's pin word) for each reservation or claim it holds: taken
+// after the CAS that makes it the owner, dropped before the CAS that
+// publishes or frees, and dropped for it (ProcessRegistry::DropDeadPin) by
+// whoever tombstones, requeues or takes over what it left. A dead process's
+// registry slot is not reused while its pin count is not zero
+// (ProcessRegistry::Claim). What is left: an owner killed in the few
+// instructions between its CAS and its pin (or its unpin and its CAS) is
+// exposed as before; a consumer killed between taking a dead claim over and
+// dropping the dead owner's pin leaves that registry slot pinned for the
+// ring's life (dropping before the CAS would instead let every consumer
+// that races for the claim drop one). The cost: a dead owner's registry
+// slot stays taken until what it held is recovered, which the ring does in
+// its normal course.
+//
+// Layout 1 freed a dead consumer's claim (losing the message); layout 2
+// requeued it but did not count pins, so a layout-2 process that recovered
+// a layout-3 owner's slot would leave its registry slot pinned for good.
+// Processes of different layouts refuse to share a ring.
 #ifndef SHMKIT_IPC_QUEUE_INTERNAL_RING_LAYOUT_H_
 #define SHMKIT_IPC_QUEUE_INTERNAL_RING_LAYOUT_H_
 
@@ -78,7 +101,7 @@
 
 namespace shmkit::internal {
 
-inline constexpr uint32_t kRingLayoutVersion = 2;
+inline constexpr uint32_t kRingLayoutVersion = 3;
 
 inline constexpr uint32_t kRingOwnerBits = 24;
 inline constexpr uint32_t kRingOwnerMask = (1u << kRingOwnerBits) - 1;
