@@ -228,6 +228,9 @@ struct QueueStats {
   // ring: messages delivered again because the consumer that had claimed
   // them died before releasing them (every process, since creation).
   uint64_t redelivered_messages = 0;
+  // ring: messages dropped because max_deliveries consumers had claimed
+  // them already (each died holding it), every process, since creation.
+  uint64_t poisoned_messages = 0;
   // unix, tcp (this handle, this process): connections open now (accepted
   // ones on a listening handle; 0 or 1 on a connecting one); connections
   // dropped because the peer broke the wire format (a frame longer than

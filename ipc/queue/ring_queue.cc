@@ -129,6 +129,7 @@ RingQueue::RingQueue(Segment segment, ProcessRegistry registry,
   mask_ = slots_ - 1;
   slot_bytes_ = control_->slot_bytes;
   slot_stride_ = control_->slot_stride;
+  max_deliveries_ = control_->max_deliveries;
   if (registry_->slot_count() != 0) {
     pin_words_ = reinterpret_cast<std::byte*>(registry_->pin_word(0));
   }
@@ -183,6 +184,7 @@ absl::StatusOr<std::unique_ptr<RingQueue>> RingQueue::Open(
       control->slot_bytes = options.slot_bytes;
       control->slot_stride = static_cast<uint32_t>(stride);
       control->registry_slots = options.registry_slots;
+      control->max_deliveries = options.max_deliveries;
       control->slots_offset = internal::kRingSlotsOffset;
       control->registry_offset = registry_offset;
       // Slot i starts free for position i (zeroed pages: type and length 0).
@@ -271,6 +273,8 @@ absl::StatusOr<std::unique_ptr<Queue>> RingQueue::FromSpec(
                           reader.Uint("spin_us", 0, 1'000'000));
   SHMKIT_ASSIGN_OR_RETURN(const std::optional<uint64_t> check_us,
                           reader.Uint("check_us", 1, 60'000'000));
+  SHMKIT_ASSIGN_OR_RETURN(const std::optional<uint64_t> max_deliveries,
+                          reader.Uint("max_deliveries", 0, UINT32_MAX));
   SHMKIT_RETURN_IF_ERROR(reader.Finish());
   if (key.has_value() && is_private) {
     return reader.Error("private", "conflicts with key");
@@ -289,6 +293,9 @@ absl::StatusOr<std::unique_ptr<Queue>> RingQueue::FromSpec(
   }
   if (spin_us) options.spin = absl::Microseconds(*spin_us);
   if (check_us) options.dead_owner_check = absl::Microseconds(*check_us);
+  if (max_deliveries) {
+    options.max_deliveries = static_cast<uint32_t>(*max_deliveries);
+  }
   SHMKIT_ASSIGN_OR_RETURN(std::unique_ptr<RingQueue> q, Open(options));
   return std::unique_ptr<Queue>(std::move(q));
 }
@@ -355,6 +362,7 @@ absl::StatusOr<RingQueue::Outcome> RingQueue::TryPush(absl::string_view bytes,
     Store(slot.type, type, std::memory_order_relaxed);
     Store(slot.length, static_cast<uint32_t>(bytes.size()),
           std::memory_order_relaxed);
+    Store(slot.claims, 0u, std::memory_order_relaxed);
     if (!bytes.empty()) {
       std::memcpy(PayloadOf(slot), bytes.data(), bytes.size());
     }
@@ -430,6 +438,12 @@ absl::StatusOr<RingQueue::Outcome> RingQueue::TryPop(
     AddOwnPin(me.slot);
     RunHook(RingHookPoint::kAfterClaim);
     HelpAdvance(control_->head, pos);
+    SHMKIT_ASSIGN_OR_RETURN(const bool dropped,
+                            DropIfPoisoned(slot, pos, claimed));
+    if (dropped) {
+      pos = Load(control_->head, std::memory_order_relaxed);
+      continue;
+    }
     SHMKIT_RETURN_IF_ERROR(DeliverClaimed(slot, pos, claimed, out, max_bytes,
                                           process, processed));
     return Outcome::kDone;
@@ -444,6 +458,34 @@ absl::Status RingQueue::TooLongError(uint32_t length, size_t max_bytes) const {
                    " bytes, more than max_bytes ", max_bytes,
                    "; it stays queued (pass Truncation::kAllow to take it "
                    "truncated)"));
+}
+
+absl::StatusOr<bool> RingQueue::DropIfPoisoned(RingSlot& slot, uint64_t pos,
+                                                uint64_t claimed) {
+  // Ours now: nobody else writes claims until we free the slot.
+  const uint32_t claims = Load(slot.claims, std::memory_order_relaxed) + 1;
+  Store(slot.claims, claims, std::memory_order_relaxed);
+  if (max_deliveries_ == 0 || claims <= max_deliveries_) return false;
+  SHMKIT_RETURN_IF_ERROR(ReleaseClaim(slot, pos, claimed));
+  Ref(control_->poisoned_messages).fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+absl::Status RingQueue::ReleaseClaim(RingSlot& slot, uint64_t pos,
+                                     uint64_t claimed) {
+  DropOwnPin(RingOwnerOf(claimed) - 1);
+  uint64_t expected = claimed;
+  if (!Ref(slot.state)
+           .compare_exchange_strong(
+               expected, RingState(static_cast<uint32_t>(pos + slots_), 0, 0),
+               std::memory_order_release, std::memory_order_relaxed)) {
+    return absl::InternalError(absl::StrCat(
+        Describe(), ": the slot of position ", pos,
+        " was taken from this live consumer (state now ", expected, ")"));
+  }
+  internal::NotifyIfWaiting(control_->not_full_seq,
+                            control_->not_full_waiters);
+  return absl::OkStatus();
 }
 
 absl::Status RingQueue::DeliverClaimed(RingSlot& slot, uint64_t pos,
@@ -467,18 +509,7 @@ absl::Status RingQueue::DeliverClaimed(RingSlot& slot, uint64_t pos,
     if (process != nullptr) *processed = (*process)(out);
   }
   RunHook(RingHookPoint::kBeforeRelease);
-  DropOwnPin(RingOwnerOf(claimed) - 1);
-  uint64_t expected = claimed;
-  if (!Ref(slot.state)
-           .compare_exchange_strong(
-               expected, RingState(static_cast<uint32_t>(pos + slots_), 0, 0),
-               std::memory_order_release, std::memory_order_relaxed)) {
-    return absl::InternalError(absl::StrCat(
-        Describe(), ": the slot of position ", pos,
-        " was taken from this live consumer (state now ", expected, ")"));
-  }
-  internal::NotifyIfWaiting(control_->not_full_seq,
-                            control_->not_full_waiters);
+  SHMKIT_RETURN_IF_ERROR(ReleaseClaim(slot, pos, claimed));
   if (!corrupt.ok()) {
     Ref(control_->abandoned_messages).fetch_add(1, std::memory_order_relaxed);
   }
@@ -526,6 +557,9 @@ absl::StatusOr<RingQueue::Outcome> RingQueue::TryTakeOverDeadClaim(
     // else of it is left in the ring.
     registry_->DropDeadPin(RingOwnerOf(state) - 1);
     AddOwnPin(me.slot);
+    SHMKIT_ASSIGN_OR_RETURN(const bool dropped,
+                            DropIfPoisoned(slot, seq - 1u, mine));
+    if (dropped) continue;
     Ref(control_->redelivered_messages).fetch_add(1, std::memory_order_relaxed);
     // There may be more: let the next call scan at once.
     last_scan_ns_.store(0, std::memory_order_relaxed);
@@ -774,6 +808,8 @@ absl::StatusOr<QueueStats> RingQueue::StatsImpl() const {
       Load(control_->abandoned_messages, std::memory_order_relaxed);
   stats.redelivered_messages =
       Load(control_->redelivered_messages, std::memory_order_relaxed);
+  stats.poisoned_messages =
+      Load(control_->poisoned_messages, std::memory_order_relaxed);
   return stats;
 }
 

@@ -21,7 +21,10 @@
 //     the copy, during the copy, inside a ReceiveAndProcess callback) took
 //     nothing out: its message is redelivered to another consumer, counted
 //     in QueueStats::redelivered_messages. A message is never lost to a
-//     consumer's death.
+//     consumer's death, unless the ring was created with max_deliveries = N
+//     and N consumers have died holding it: then the next claim drops it
+//     (QueueStats::poisoned_messages), so one poison message cannot kill
+//     every worker for ever.
 //   - Receive/TryReceive/ReceiveFor/ReceiveInto: exactly once. Each message
 //     is returned by exactly one call; a call whose process was killed
 //     before it returned never handed its message to anyone. What the
@@ -34,7 +37,8 @@
 //     zero times.
 // So after any number of consumer kills, with no send in progress and no
 // live consumer inside a receive:
-//   messages sent == received (released) + abandoned_messages + queued
+//   messages sent == received (released) + abandoned_messages +
+//                    poisoned_messages + queued
 // where queued is Stats().messages, which includes the messages of dead
 // consumers that wait for redelivery. abandoned_messages counts only
 // messages dropped because their slot was corrupt (DataLoss).
@@ -114,6 +118,13 @@ struct RingQueueOptions {
   // claims (spec: check_us). Per handle.
   absl::Duration dead_owner_check = absl::Milliseconds(1);
   HugePages huge_pages = HugePages::kNo;
+  // A message whose consumers keep dying while they hold it (a poison
+  // message) is delivered to at most this many consumers, then dropped and
+  // counted in QueueStats::poisoned_messages; 0: no limit, every such
+  // message is redelivered for as long as consumers die on it (spec:
+  // max_deliveries). Stored in the segment by its creator: an attaching
+  // handle's value is ignored.
+  uint32_t max_deliveries = 0;
 };
 
 class RingQueue final : public Queue {
@@ -124,13 +135,15 @@ class RingQueue final : public Queue {
   static absl::StatusOr<std::unique_ptr<RingQueue>> Open(
       const RingQueueOptions& options = {});
   // Spec "ring[:slots=N,slot_bytes=N,key=K|private,open=...,mode=0600,
-  // registry_slots=N,spin_us=N,check_us=N]".
+  // registry_slots=N,spin_us=N,check_us=N,max_deliveries=N]".
   static absl::StatusOr<std::unique_ptr<Queue>> FromSpec(const QueueSpec& spec);
 
   ~RingQueue() override;
 
   uint32_t slots() const { return slots_; }
   uint32_t slot_bytes() const { return slot_bytes_; }
+  // The creator's max_deliveries (0: no limit).
+  uint32_t max_deliveries() const { return max_deliveries_; }
   bool created() const { return created_by_ != 0; }
   // The segment (for tools and tests); empty after Close().
   const Segment* segment() const {
@@ -208,6 +221,15 @@ class RingQueue final : public Queue {
   template <typename Attempt>
   absl::Status WaitFor(Attempt attempt, bool producer, const WaitMode& wait);
   bool OwnerDead(uint64_t state) const;
+  // Counts the claim of `slot` (ours: `claimed`, position `pos`) and, when
+  // it is one past max_deliveries, drops the message: true (the slot is
+  // free again, nothing to deliver).
+  absl::StatusOr<bool> DropIfPoisoned(internal::RingSlot& slot, uint64_t pos,
+                                      uint64_t claimed);
+  // Frees our claim `claimed` of `slot` (position `pos`) for the next lap.
+  // Internal when it was not ours any more.
+  absl::Status ReleaseClaim(internal::RingSlot& slot, uint64_t pos,
+                            uint64_t claimed);
   void AddOwnPin(uint32_t slot);
   void DropOwnPin(uint32_t slot);
   // Reclaims the slot in `blocker` if its owner is dead; true if it did.
@@ -224,6 +246,7 @@ class RingQueue final : public Queue {
   uint32_t mask_ = 0;
   uint32_t slot_bytes_ = 0;
   uint64_t slot_stride_ = 0;
+  uint32_t max_deliveries_ = 0;  // the creator's, read at open
   pid_t created_by_ = 0;  // pid of the creating process, 0 if attached
   IpcKey key_;
   int64_t spin_ns_ = 0;

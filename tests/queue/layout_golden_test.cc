@@ -25,6 +25,7 @@ TEST(LayoutGolden, RingIsLayoutVersion3) {
   EXPECT_EQ(offsetof(RingControl, slots_offset), 16u);
   EXPECT_EQ(offsetof(RingControl, registry_offset), 24u);
   EXPECT_EQ(offsetof(RingControl, removed), 32u);
+  EXPECT_EQ(offsetof(RingControl, max_deliveries), 36u);
   EXPECT_EQ(offsetof(RingControl, tail), 64u);
   EXPECT_EQ(offsetof(RingControl, head), 128u);
   EXPECT_EQ(offsetof(RingControl, not_empty_seq), 192u);
@@ -34,10 +35,12 @@ TEST(LayoutGolden, RingIsLayoutVersion3) {
   EXPECT_EQ(offsetof(RingControl, reclaimed_slots), 320u);
   EXPECT_EQ(offsetof(RingControl, abandoned_messages), 328u);
   EXPECT_EQ(offsetof(RingControl, redelivered_messages), 336u);
+  EXPECT_EQ(offsetof(RingControl, poisoned_messages), 344u);
   EXPECT_EQ(sizeof(RingSlot), 32u);
   EXPECT_EQ(offsetof(RingSlot, state), 0u);
   EXPECT_EQ(offsetof(RingSlot, type), 8u);
   EXPECT_EQ(offsetof(RingSlot, length), 16u);
+  EXPECT_EQ(offsetof(RingSlot, claims), 20u);
   EXPECT_EQ(kRingControlOffset, 128u);
   EXPECT_EQ(kRingSlotsOffset, 512u);
   EXPECT_EQ(RingSlotStride(0), 64u);

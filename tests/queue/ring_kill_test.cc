@@ -172,5 +172,87 @@ TEST(RingKill, ADeadConsumersRegistrySlotIsKeptUntilItsClaimIsRedelivered) {
                          0));
 }
 
+// A message whose processing kills every consumer that takes it: with
+// max_deliveries = 3 it reaches three consumers, then the next claim drops
+// it (counted), and the message behind it is not held up.
+TEST(RingKill, APoisonMessageReachesAtMostMaxDeliveriesConsumers) {
+  absl::StatusOr<std::unique_ptr<RingQueue>> opened =
+      RingQueue::Open({.slots = 4,
+                       .slot_bytes = 64,
+                       .dead_owner_check = absl::Microseconds(200),
+                       .max_deliveries = 3});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  RingQueue& q = **opened;
+  ASSERT_TRUE(q.Send("poison").ok());
+  ASSERT_TRUE(q.Send("fine").ok());
+  // Each consumer takes one message; "poison" kills it, "fine" exits 7.
+  // When the ring has nothing for it (the poison dropped), it exits 8.
+  auto consume = [&] {
+    return ForkChild([&] {
+      Message m;
+      absl::Status st = q.ReceiveAndProcess(
+          m, 64, WaitMode::For(absl::Seconds(1)), [](const Message& got) {
+            if (got.data == "poison") raise(SIGKILL);
+            return absl::OkStatus();
+          });
+      if (absl::IsDeadlineExceeded(st)) return 8;
+      return st.ok() && m.data == "fine" ? 7 : 1;
+    });
+  };
+  auto killed = [](pid_t pid) {
+    std::optional<::shmkit::testing::ChildExit> e =
+        ::shmkit::testing::WaitChild(pid);
+    return e.has_value() && e->signaled && e->signal == SIGKILL;
+  };
+  EXPECT_TRUE(killed(consume()));           // first delivery
+  EXPECT_TRUE(ExitedWith(consume(), 7));    // "fine" is not held up
+  EXPECT_TRUE(killed(consume()));           // second (taken over)
+  EXPECT_TRUE(killed(consume()));           // third
+  EXPECT_TRUE(ExitedWith(consume(), 8));    // dropped, nothing else queued
+  absl::StatusOr<QueueStats> stats = q.Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->redelivered_messages, 2u);
+  EXPECT_EQ(stats->poisoned_messages, 1u);
+  EXPECT_EQ(*stats->messages, 0u);
+  // The ring goes on.
+  ASSERT_TRUE(q.Send("after").ok());
+  absl::StatusOr<Message> m = q.ReceiveFor(64, absl::Seconds(10));
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->data, "after");
+}
+
+// Without max_deliveries (the default), a message is never dropped however
+// many consumers die on it.
+TEST(RingKill, WithoutMaxDeliveriesAPoisonMessageIsKeptForEver) {
+  absl::StatusOr<std::unique_ptr<RingQueue>> opened =
+      RingQueue::Open({.slots = 4,
+                       .slot_bytes = 64,
+                       .dead_owner_check = absl::Microseconds(200)});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  RingQueue& q = **opened;
+  ASSERT_TRUE(q.Send("poison").ok());
+  for (int i = 0; i < 5; ++i) {
+    const pid_t child = ForkChild([&] {
+      Message m;
+      (void)q.ReceiveAndProcess(m, 64, WaitMode::For(absl::Seconds(30)),
+                                [](const Message&) {
+                                  raise(SIGKILL);
+                                  return absl::OkStatus();
+                                });
+      return 1;
+    });
+    std::optional<::shmkit::testing::ChildExit> e =
+        ::shmkit::testing::WaitChild(child);
+    ASSERT_TRUE(e.has_value() && e->signaled && e->signal == SIGKILL) << i;
+  }
+  absl::StatusOr<Message> m = q.ReceiveFor(64, absl::Seconds(10));
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->data, "poison");
+  absl::StatusOr<QueueStats> stats = q.Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->redelivered_messages, 5u);
+  EXPECT_EQ(stats->poisoned_messages, 0u);
+}
+
 }  // namespace
 }  // namespace shmkit

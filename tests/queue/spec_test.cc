@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
 #include "shmkit/ipc/queue/factory.h"
+#include "shmkit/ipc/queue/ring_queue.h"
 #include "test_util.h"
 
 namespace shmkit {
@@ -81,6 +82,18 @@ TEST(QueueSpec, TheFactoryNamesUnknownSchemesAndKeys) {
   EXPECT_THAT(OpenQueue("pipe:max_bytes"),
               StatusIsWith(absl::StatusCode::kInvalidArgument,
                            "\"max_bytes\" needs a value"));
+}
+
+TEST(QueueSpec, RingMaxDeliveriesReachesTheSegment) {
+  absl::StatusOr<std::unique_ptr<Queue>> q =
+      OpenQueue("ring:slots=4,max_deliveries=5");
+  ASSERT_TRUE(q.ok()) << q.status();
+  auto* ring = dynamic_cast<RingQueue*>(q->get());
+  ASSERT_NE(ring, nullptr);
+  EXPECT_EQ(ring->max_deliveries(), 5u);
+  EXPECT_THAT(OpenQueue("ring:max_deliveries=many"),
+              StatusIsWith(absl::StatusCode::kInvalidArgument,
+                           "\"max_deliveries\""));
 }
 
 TEST(QueueSpec, BadValuesNameTheKey) {

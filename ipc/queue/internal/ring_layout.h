@@ -85,9 +85,20 @@
 // slot stays taken until what it held is recovered, which the ring does in
 // its normal course.
 //
+// Poison messages. A message whose processing kills its consumer would be
+// redelivered to every consumer in turn, for ever. The producer publishes
+// with RingSlot::claims = 0 and every consumer that claims the message
+// (first claim or takeover) adds one, as its owner; a ring created with
+// max_deliveries = N drops the message (frees the slot, counts it in
+// poisoned_messages) at the claim that would be its (N+1)-th delivery, so
+// it reaches at most N consumers. 0 (the default) never drops. The count is
+// written without a release: a taker reads it after finding the previous
+// owner dead, long after that owner's store.
+//
 // Layout 1 freed a dead consumer's claim (losing the message); layout 2
-// requeued it but did not count pins, so a layout-2 process that recovered
-// a layout-3 owner's slot would leave its registry slot pinned for good.
+// requeued it but counted neither pins nor claims, so a layout-2 process
+// that recovered a layout-3 owner's slot would leave its registry slot
+// pinned for good (and would not count its claims).
 // Processes of different layouts refuse to share a ring.
 #ifndef SHMKIT_IPC_QUEUE_INTERNAL_RING_LAYOUT_H_
 #define SHMKIT_IPC_QUEUE_INTERNAL_RING_LAYOUT_H_
@@ -135,7 +146,7 @@ struct alignas(kCacheLineBytes) RingControl {
   uint64_t slots_offset;     // from the start of the segment
   uint64_t registry_offset;  // from the start of the segment
   uint32_t removed;          // atomic; 1 once Remove()d
-  uint32_t reserved0;
+  uint32_t max_deliveries;   // 0: no limit (see "Poison messages" above)
   uint64_t reserved1[3];
   // Line 1: producers.
   uint64_t tail;  // atomic; next position to reserve
@@ -155,7 +166,8 @@ struct alignas(kCacheLineBytes) RingControl {
   uint64_t reclaimed_slots;       // atomic
   uint64_t abandoned_messages;    // atomic
   uint64_t redelivered_messages;  // atomic
-  uint64_t reserved6[5];
+  uint64_t poisoned_messages;     // atomic
+  uint64_t reserved6[4];
 };
 static_assert(sizeof(RingControl) == 6 * kCacheLineBytes &&
                   std::is_standard_layout_v<RingControl> &&
@@ -167,7 +179,7 @@ struct RingSlot {
   uint64_t state;   // atomic; see the file comment
   int64_t type;     // atomic (relaxed): read before the claim
   uint32_t length;  // atomic (relaxed): read before the claim
-  uint32_t reserved0;
+  uint32_t claims;  // atomic (relaxed): consumers that claimed this message
   uint64_t reserved1;
   // slot_bytes of payload follow.
 };
