@@ -20,6 +20,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/base/attributes.h"
 #include "absl/strings/str_cat.h"
 #include "shmkit/ipc/internal/change_notifier.h"
 #include "shmkit/ipc/internal/deadline.h"
@@ -362,7 +363,9 @@ absl::StatusOr<RingQueue::Outcome> RingQueue::TryPush(absl::string_view bytes,
     Store(slot.type, type, std::memory_order_relaxed);
     Store(slot.length, static_cast<uint32_t>(bytes.size()),
           std::memory_order_relaxed);
-    Store(slot.claims, 0u, std::memory_order_relaxed);
+    if (max_deliveries_ != 0) {
+      Store(slot.claims, 0u, std::memory_order_relaxed);
+    }
     if (!bytes.empty()) {
       std::memcpy(PayloadOf(slot), bytes.data(), bytes.size());
     }
@@ -438,11 +441,13 @@ absl::StatusOr<RingQueue::Outcome> RingQueue::TryPop(
     AddOwnPin(me.slot);
     RunHook(RingHookPoint::kAfterClaim);
     HelpAdvance(control_->head, pos);
-    SHMKIT_ASSIGN_OR_RETURN(const bool dropped,
-                            DropIfPoisoned(slot, pos, claimed));
-    if (dropped) {
-      pos = Load(control_->head, std::memory_order_relaxed);
-      continue;
+    if (max_deliveries_ != 0) {
+      SHMKIT_ASSIGN_OR_RETURN(const bool dropped,
+                              DropIfPoisoned(slot, pos, claimed));
+      if (dropped) {
+        pos = Load(control_->head, std::memory_order_relaxed);
+        continue;
+      }
     }
     SHMKIT_RETURN_IF_ERROR(DeliverClaimed(slot, pos, claimed, out, max_bytes,
                                           process, processed));
@@ -465,14 +470,15 @@ absl::StatusOr<bool> RingQueue::DropIfPoisoned(RingSlot& slot, uint64_t pos,
   // Ours now: nobody else writes claims until we free the slot.
   const uint32_t claims = Load(slot.claims, std::memory_order_relaxed) + 1;
   Store(slot.claims, claims, std::memory_order_relaxed);
-  if (max_deliveries_ == 0 || claims <= max_deliveries_) return false;
+  if (claims <= max_deliveries_) return false;
   SHMKIT_RETURN_IF_ERROR(ReleaseClaim(slot, pos, claimed));
   Ref(control_->poisoned_messages).fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
-absl::Status RingQueue::ReleaseClaim(RingSlot& slot, uint64_t pos,
-                                     uint64_t claimed) {
+// Inlined: DeliverClaimed runs it on every receive.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline absl::Status RingQueue::ReleaseClaim(
+    RingSlot& slot, uint64_t pos, uint64_t claimed) {
   DropOwnPin(RingOwnerOf(claimed) - 1);
   uint64_t expected = claimed;
   if (!Ref(slot.state)
@@ -557,9 +563,11 @@ absl::StatusOr<RingQueue::Outcome> RingQueue::TryTakeOverDeadClaim(
     // else of it is left in the ring.
     registry_->DropDeadPin(RingOwnerOf(state) - 1);
     AddOwnPin(me.slot);
-    SHMKIT_ASSIGN_OR_RETURN(const bool dropped,
-                            DropIfPoisoned(slot, seq - 1u, mine));
-    if (dropped) continue;
+    if (max_deliveries_ != 0) {
+      SHMKIT_ASSIGN_OR_RETURN(const bool dropped,
+                              DropIfPoisoned(slot, seq - 1u, mine));
+      if (dropped) continue;
+    }
     Ref(control_->redelivered_messages).fetch_add(1, std::memory_order_relaxed);
     // There may be more: let the next call scan at once.
     last_scan_ns_.store(0, std::memory_order_relaxed);

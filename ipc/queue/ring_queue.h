@@ -223,7 +223,8 @@ class RingQueue final : public Queue {
   bool OwnerDead(uint64_t state) const;
   // Counts the claim of `slot` (ours: `claimed`, position `pos`) and, when
   // it is one past max_deliveries, drops the message: true (the slot is
-  // free again, nothing to deliver).
+  // free again, nothing to deliver). Only for a ring with max_deliveries:
+  // without one nobody counts claims.
   absl::StatusOr<bool> DropIfPoisoned(internal::RingSlot& slot, uint64_t pos,
                                       uint64_t claimed);
   // Frees our claim `claimed` of `slot` (position `pos`) for the next lap.

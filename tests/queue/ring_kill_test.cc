@@ -168,8 +168,9 @@ TEST(RingKill, ADeadConsumersRegistrySlotIsKeptUntilItsClaimIsRedelivered) {
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->redelivered_messages, 1u);
   // Redelivered: the dead consumer's registry slot is free for others again.
-  EXPECT_TRUE(ExitedWith(ForkChild([&] { return registry.Self().ok() ? 0 : 1; }),
-                         0));
+  const pid_t after =
+      ForkChild([&] { return registry.Self().ok() ? 0 : 1; });
+  EXPECT_TRUE(ExitedWith(after, 0));
 }
 
 // A message whose processing kills every consumer that takes it: with

@@ -86,14 +86,15 @@
 // its normal course.
 //
 // Poison messages. A message whose processing kills its consumer would be
-// redelivered to every consumer in turn, for ever. The producer publishes
-// with RingSlot::claims = 0 and every consumer that claims the message
-// (first claim or takeover) adds one, as its owner; a ring created with
-// max_deliveries = N drops the message (frees the slot, counts it in
+// redelivered to every consumer in turn, for ever. In a ring created with
+// max_deliveries = N, the producer publishes with RingSlot::claims = 0 and
+// every consumer that claims the message (first claim or takeover) adds
+// one, as its owner, and drops the message (frees the slot, counts it in
 // poisoned_messages) at the claim that would be its (N+1)-th delivery, so
-// it reaches at most N consumers. 0 (the default) never drops. The count is
-// written without a release: a taker reads it after finding the previous
-// owner dead, long after that owner's store.
+// it reaches at most N consumers. With 0 (the default) nobody counts and
+// nothing is dropped (N is the creator's, read by every process). The
+// count is written without a release: a taker reads it after finding the
+// previous owner dead, long after that owner's store.
 //
 // Layout 1 freed a dead consumer's claim (losing the message); layout 2
 // requeued it but counted neither pins nor claims, so a layout-2 process
