@@ -14,7 +14,9 @@
 namespace shmkit {
 namespace {
 
+using ::shmkit::testing::DiedOfSigkill;
 using ::shmkit::testing::ExitedWith;
+using ::shmkit::testing::ForkConsumerKilledInCallback;
 using ::shmkit::testing::ForkChild;
 using ::shmkit::testing::StatusIs;
 
@@ -112,18 +114,7 @@ TEST(RingKill, ADeadConsumersRegistrySlotIsKeptUntilItsClaimIsRedelivered) {
   ASSERT_TRUE(q.Send("held").ok());  // the parent takes one registry slot
   absl::StatusOr<OwnerToken> parent = registry.Self();
   ASSERT_TRUE(parent.ok()) << parent.status();
-  const pid_t consumer = ForkChild([&] {
-    Message m;
-    (void)q.ReceiveAndProcess(m, 1024, WaitMode::For(absl::Seconds(30)),
-                              [](const Message&) {
-                                raise(SIGKILL);
-                                return absl::OkStatus();
-                              });
-    return 1;  // not reached
-  });
-  std::optional<::shmkit::testing::ChildExit> died =
-      ::shmkit::testing::WaitChild(consumer);
-  ASSERT_TRUE(died.has_value() && died->signaled && died->signal == SIGKILL);
+  ASSERT_TRUE(DiedOfSigkill(ForkConsumerKilledInCallback(q)));
   const OwnerToken dead = registry.CurrentToken(1 - parent->slot);
 
   constexpr int kFull = 2, kAlias = 3;
@@ -200,16 +191,11 @@ TEST(RingKill, APoisonMessageReachesAtMostMaxDeliveriesConsumers) {
       return st.ok() && m.data == "fine" ? 7 : 1;
     });
   };
-  auto killed = [](pid_t pid) {
-    std::optional<::shmkit::testing::ChildExit> e =
-        ::shmkit::testing::WaitChild(pid);
-    return e.has_value() && e->signaled && e->signal == SIGKILL;
-  };
-  EXPECT_TRUE(killed(consume()));           // first delivery
-  EXPECT_TRUE(ExitedWith(consume(), 7));    // "fine" is not held up
-  EXPECT_TRUE(killed(consume()));           // second (taken over)
-  EXPECT_TRUE(killed(consume()));           // third
-  EXPECT_TRUE(ExitedWith(consume(), 8));    // dropped, nothing else queued
+  EXPECT_TRUE(DiedOfSigkill(consume()));  // first delivery
+  EXPECT_TRUE(ExitedWith(consume(), 7));  // "fine" is not held up
+  EXPECT_TRUE(DiedOfSigkill(consume()));  // second (taken over)
+  EXPECT_TRUE(DiedOfSigkill(consume()));  // third
+  EXPECT_TRUE(ExitedWith(consume(), 8));  // dropped, nothing else queued
   absl::StatusOr<QueueStats> stats = q.Stats();
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->redelivered_messages, 2u);
@@ -233,18 +219,7 @@ TEST(RingKill, WithoutMaxDeliveriesAPoisonMessageIsKeptForEver) {
   RingQueue& q = **opened;
   ASSERT_TRUE(q.Send("poison").ok());
   for (int i = 0; i < 5; ++i) {
-    const pid_t child = ForkChild([&] {
-      Message m;
-      (void)q.ReceiveAndProcess(m, 64, WaitMode::For(absl::Seconds(30)),
-                                [](const Message&) {
-                                  raise(SIGKILL);
-                                  return absl::OkStatus();
-                                });
-      return 1;
-    });
-    std::optional<::shmkit::testing::ChildExit> e =
-        ::shmkit::testing::WaitChild(child);
-    ASSERT_TRUE(e.has_value() && e->signaled && e->signal == SIGKILL) << i;
+    ASSERT_TRUE(DiedOfSigkill(ForkConsumerKilledInCallback(q))) << i;
   }
   absl::StatusOr<Message> m = q.ReceiveFor(64, absl::Seconds(10));
   ASSERT_TRUE(m.ok()) << m.status();

@@ -46,6 +46,27 @@ inline void DieAtHook(internal::RingHookPoint point) {
 // A small ring (it wraps often, so dead owners are met at every position)
 // whose waiters check an owner's liveness every 200 us (so the tests spend
 // little time waiting on the dead).
+// Forks a consumer whose ReceiveAndProcess callback SIGKILLs it on the
+// first message it gets (so it dies holding the claim).
+inline pid_t ForkConsumerKilledInCallback(RingQueue& q) {
+  return ForkChild([&q] {
+    Message m;
+    (void)q.ReceiveAndProcess(m, q.slot_bytes(),
+                              WaitMode::For(absl::Seconds(30)),
+                              [](const Message&) {
+                                raise(SIGKILL);
+                                return absl::OkStatus();
+                              });
+    return 1;  // not reached
+  });
+}
+
+// Reaps `pid`: true when SIGKILL ended it.
+inline bool DiedOfSigkill(pid_t pid) {
+  const std::optional<ChildExit> e = WaitChild(pid);
+  return e.has_value() && e->signaled && e->signal == SIGKILL;
+}
+
 inline absl::StatusOr<std::unique_ptr<RingQueue>> OpenKillRing(
     uint32_t slots) {
   return RingQueue::Open({.slots = slots,
