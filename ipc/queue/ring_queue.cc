@@ -465,17 +465,6 @@ absl::Status RingQueue::TooLongError(uint32_t length, size_t max_bytes) const {
                    "truncated)"));
 }
 
-absl::StatusOr<bool> RingQueue::DropIfPoisoned(RingSlot& slot, uint64_t pos,
-                                                uint64_t claimed) {
-  // Ours now: nobody else writes claims until we free the slot.
-  const uint32_t claims = Load(slot.claims, std::memory_order_relaxed) + 1;
-  Store(slot.claims, claims, std::memory_order_relaxed);
-  if (claims <= max_deliveries_) return false;
-  SHMKIT_RETURN_IF_ERROR(ReleaseClaim(slot, pos, claimed));
-  Ref(control_->poisoned_messages).fetch_add(1, std::memory_order_relaxed);
-  return true;
-}
-
 // Inlined: DeliverClaimed runs it on every receive.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline absl::Status RingQueue::ReleaseClaim(
     RingSlot& slot, uint64_t pos, uint64_t claimed) {
@@ -492,6 +481,17 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline absl::Status RingQueue::ReleaseClaim(
   internal::NotifyIfWaiting(control_->not_full_seq,
                             control_->not_full_waiters);
   return absl::OkStatus();
+}
+
+absl::StatusOr<bool> RingQueue::DropIfPoisoned(RingSlot& slot, uint64_t pos,
+                                                uint64_t claimed) {
+  // Ours now: nobody else writes claims until we free the slot.
+  const uint32_t claims = Load(slot.claims, std::memory_order_relaxed) + 1;
+  Store(slot.claims, claims, std::memory_order_relaxed);
+  if (claims <= max_deliveries_) return false;
+  SHMKIT_RETURN_IF_ERROR(ReleaseClaim(slot, pos, claimed));
+  Ref(control_->poisoned_messages).fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 absl::Status RingQueue::DeliverClaimed(RingSlot& slot, uint64_t pos,
