@@ -178,12 +178,13 @@ TEST(RingKill, APoisonMessageReachesAtMostMaxDeliveriesConsumers) {
   ASSERT_TRUE(q.Send("poison").ok());
   ASSERT_TRUE(q.Send("fine").ok());
   // Each consumer takes one message; "poison" kills it, "fine" exits 7.
-  // When the ring has nothing for it (the poison dropped), it exits 8.
-  auto consume = [&] {
-    return ForkChild([&] {
+  // When the ring has nothing for it (the poison dropped), it exits 8 once
+  // `wait` has passed (the drop itself happens at its first look).
+  auto consume = [&](absl::Duration wait = absl::Seconds(30)) {
+    return ForkChild([&q, wait] {
       Message m;
       absl::Status st = q.ReceiveAndProcess(
-          m, 64, WaitMode::For(absl::Seconds(1)), [](const Message& got) {
+          m, 64, WaitMode::For(wait), [](const Message& got) {
             if (got.data == "poison") raise(SIGKILL);
             return absl::OkStatus();
           });
@@ -195,7 +196,7 @@ TEST(RingKill, APoisonMessageReachesAtMostMaxDeliveriesConsumers) {
   EXPECT_TRUE(ExitedWith(consume(), 7));  // "fine" is not held up
   EXPECT_TRUE(DiedOfSigkill(consume()));  // second (taken over)
   EXPECT_TRUE(DiedOfSigkill(consume()));  // third
-  EXPECT_TRUE(ExitedWith(consume(), 8));  // dropped, nothing else queued
+  EXPECT_TRUE(ExitedWith(consume(absl::Seconds(3)), 8));  // dropped
   absl::StatusOr<QueueStats> stats = q.Stats();
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->redelivered_messages, 2u);
