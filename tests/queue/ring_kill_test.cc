@@ -213,9 +213,7 @@ TEST(RingKill, APoisonMessageReachesAtMostMaxDeliveriesConsumers) {
 // many consumers die on it.
 TEST(RingKill, WithoutMaxDeliveriesAPoisonMessageIsKeptForEver) {
   absl::StatusOr<std::unique_ptr<RingQueue>> opened =
-      RingQueue::Open({.slots = 4,
-                       .slot_bytes = 64,
-                       .dead_owner_check = absl::Microseconds(200)});
+      ::shmkit::testing::OpenKillRing(4);
   ASSERT_TRUE(opened.ok()) << opened.status();
   RingQueue& q = **opened;
   ASSERT_TRUE(q.Send("poison").ok());

@@ -43,9 +43,6 @@ inline void DieAtHook(internal::RingHookPoint point) {
   if (point == g_die_at) raise(SIGKILL);
 }
 
-// A small ring (it wraps often, so dead owners are met at every position)
-// whose waiters check an owner's liveness every 200 us (so the tests spend
-// little time waiting on the dead).
 // Forks a consumer whose ReceiveAndProcess callback SIGKILLs it on the
 // first message it gets (so it dies holding the claim).
 inline pid_t ForkConsumerKilledInCallback(RingQueue& q) {
@@ -67,6 +64,9 @@ inline bool DiedOfSigkill(pid_t pid) {
   return e.has_value() && e->signaled && e->signal == SIGKILL;
 }
 
+// A small ring (it wraps often, so dead owners are met at every position)
+// whose waiters check an owner's liveness every 200 us (so the tests spend
+// little time waiting on the dead).
 inline absl::StatusOr<std::unique_ptr<RingQueue>> OpenKillRing(
     uint32_t slots) {
   return RingQueue::Open({.slots = slots,
