@@ -302,6 +302,19 @@ absl::StatusOr<int64_t> Table::Incr(absl::string_view key, ColumnRef column,
   return core_->IncrementInt(key, c, delta, options);
 }
 
+absl::StatusOr<int64_t> Table::Incr(absl::string_view key, IntColumn column,
+                                    int64_t delta, const IncrOptions& options) {
+  // The handle's own fields are checked against the table (one compare):
+  // a hand-made IntColumn must not reach a row at a wrong offset.
+  if (ABSL_PREDICT_TRUE(
+          core_ != nullptr && column.schema == core_->schema().Fingerprint() &&
+          core_->IsIntColumn(column.index, column.offset, column.bytes))) {
+    return core_->IncrementIntAt(key, column.index, column.offset, column.bytes,
+                                 delta, options);
+  }
+  return Incr(key, ColumnRef(column), delta, options);
+}
+
 absl::StatusOr<int64_t> Table::Decr(absl::string_view key, ColumnRef column,
                                     int64_t delta, const IncrOptions& options) {
   if (delta == std::numeric_limits<int64_t>::min()) {

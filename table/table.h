@@ -299,6 +299,11 @@ class Table {
   // (nothing changes) when the result leaves the column's width.
   absl::StatusOr<int64_t> Incr(absl::string_view key, ColumnRef column,
                                int64_t delta, const IncrOptions& options = {});
+  // The same through a typed handle (Schema::Int), the fast way: the handle
+  // carries the column's place in the row, so nothing is looked up. A handle
+  // of another schema gets the same InvalidArgument as above.
+  absl::StatusOr<int64_t> Incr(absl::string_view key, IntColumn column,
+                               int64_t delta, const IncrOptions& options = {});
   absl::StatusOr<int64_t> Decr(absl::string_view key, ColumnRef column,
                                int64_t delta, const IncrOptions& options = {});
   // The same for float columns; OutOfRange for a non-finite result.

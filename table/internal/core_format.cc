@@ -262,17 +262,28 @@ void TableCore::Bind(const SegmentPlan& plan) {
   key_len_shift_ = (row.key_len_offset - key_len_word_) * 8;
   key_len_mask_ = FieldMask(row.key_len_bytes);
   key_words_aligned_ = row.key_offset % 8 == 0;
+  fast_hits_ = key_words_aligned_ && !row.has_expiry;
   prefetch_lines_ = std::clamp<uint32_t>((plan.block_stride + 63) / 64, 1, 4);
   next_offset_ = row.next_offset;
   state_offset_ = row.state_offset;
   has_expiry_ = row.has_expiry;
   expiry_offset_ = row.has_expiry ? row.expiry_offset : 0;
+  int_columns_.assign(schema_.column_count(), ~uint64_t{0});
+  for (int c = 0; c < schema_.column_count(); ++c) {
+    const ColumnSpec& spec = schema_.column(c);
+    if (spec.is_integer()) {
+      int_columns_[c] = IntColumnWord(row.columns[c].offset, spec.size);
+    }
+  }
   text_columns_.clear();
   for (int c = 0; c < schema_.column_count(); ++c) {
     const ColumnSpec& spec = schema_.column(c);
     if (spec.is_text()) {
-      text_columns_.push_back(
-          {c, row.columns[c].len_offset, row.columns[c].len_bytes, spec.size});
+      const uint32_t len_offset = row.columns[c].len_offset;
+      const uint32_t len_word = len_offset & ~uint32_t{7};
+      text_columns_.push_back({c, len_offset, row.columns[c].len_bytes,
+                               spec.size, len_word, (len_offset - len_word) * 8,
+                               FieldMask(row.columns[c].len_bytes)});
     }
   }
 }

@@ -18,6 +18,10 @@ namespace {
 
 // Optimistic passes before a reader takes the bucket lock.
 constexpr int kOptimisticAttempts = 32;
+// Rows FindInBucket's short path visits before it hands over to the full
+// read loop. At workload W's load (0.95 keys per bucket) 98 % of keys are in
+// their chain's first three rows.
+constexpr int kFastChainSteps = 4;
 
 int64_t NowMs() {
   timespec ts;
@@ -116,36 +120,101 @@ absl::StatusOr<bool> TableCore::FindRow(absl::string_view key, Row* row) const {
   // Kept short on purpose: every instruction between this lookup's miss and
   // the caller's next one is in the CPU's reorder window, which reaches the
   // next lookup's loads (and overlaps their misses with this one) only when
-  // the path is small.
-  if (ABSL_PREDICT_FALSE(key.empty() || key.size() > max_key_bytes_)) {
-    return CheckKey(key);
+  // the path is small (FindFast); anything unusual goes to FindRowSlow.
+  if (ABSL_PREDICT_TRUE(!key.empty() && key.size() <= max_key_bytes_ &&
+                        fast_hits_ && row->layout_ == layout_.get() &&
+                        row->bytes_.size() == stride_)) {
+    const uint32_t b = BucketOfKey(key);
+    PrefetchBlock(b, /*for_write=*/false);
+    const FastRead r = FindFast(b, key, row);
+    if (ABSL_PREDICT_TRUE(r != FastRead::kUndecided)) {
+      return r == FastRead::kFound;
+    }
+    return FindInBucketSlow(b, key, row);
   }
-  const uint32_t b = BucketOfKey(key);
-  PrefetchBlock(b, /*for_write=*/false);
-  return FindInBucket(b, key, row);
+  return FindRowSlow(key, row);
+}
+
+absl::StatusOr<bool> TableCore::FindRowSlow(absl::string_view key,
+                                            Row* row) const {
+  SHMKIT_RETURN_IF_ERROR(CheckKey(key));
+  PrepareRow(row);
+  return FindInBucketSlow(BucketOfKey(key), key, row);
 }
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline absl::StatusOr<bool>
 TableCore::FindInBucket(uint32_t b, absl::string_view key, Row* row) const {
-  if (ABSL_PREDICT_FALSE(row->layout_ != layout_.get() ||
-                         row->bytes_.size() != stride_)) {
+  if (ABSL_PREDICT_TRUE(fast_hits_ && row->layout_ == layout_.get() &&
+                        row->bytes_.size() == stride_)) {
+    const FastRead r = FindFast(b, key, row);
+    if (ABSL_PREDICT_TRUE(r != FastRead::kUndecided)) {
+      return r == FastRead::kFound;
+    }
+  } else {
     PrepareRow(row);
   }
+  return FindInBucketSlow(b, key, row);
+}
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline TableCore::FastRead TableCore::FindFast(
+    uint32_t b, absl::string_view key, Row* row) const {
+  // The common lookup, straight through: no writer in the bucket, a key in
+  // the first few rows of its chain (or absent). A short bounded walk, one
+  // copy and one check of the seqlock; everything else (a writer, a long
+  // chain, a bad length or link) is kUndecided, for FindInBucketSlow, which
+  // starts over.
+  const uint64_t& word = seq_head(b);
+  const uint64_t w1 = Load(word, std::memory_order_acquire);
+  uint32_t r = HeadOf(w1);
+  // Unrolled: straight-line code, no step counter.
+#pragma GCC unroll 4
+  for (int steps = 0; steps < kFastChainSteps; ++steps) {
+    if (r == 0) {  // absent, if the pass was consistent
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (ABSL_PREDICT_FALSE((SeqOf(w1) & 1) != 0 ||
+                             Load(word, std::memory_order_relaxed) != w1)) {
+        return FastRead::kUndecided;
+      }
+      row->present_ = false;
+      return FastRead::kAbsent;
+    }
+    if (ABSL_PREDICT_FALSE(r > capacity_)) return FastRead::kUndecided;
+    const std::byte* p = row_ptr(r - 1);
+    if (!KeyEquals(p, key)) {
+      r = static_cast<uint32_t>(LoadField(p, next_offset_, 4));
+      continue;
+    }
+    // Lengths checked in the shared row, inside the seqlock's window like
+    // the copy.
+    bool bad = (SeqOf(w1) & 1) != 0;
+    for (const TextColumn& t : text_columns_) {
+      bad |= ((LoadWord(p + t.len_word) >> t.len_shift) & t.len_mask) > t.max;
+    }
+    SharedReadRow(p, row->bytes_.data(), stride_);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    bad |= Load(word, std::memory_order_relaxed) != w1;
+    if (ABSL_PREDICT_FALSE(bad)) return FastRead::kUndecided;
+    row->present_ = true;
+    row->key_in_bytes_ = true;
+    return FastRead::kFound;
+  }
+  return FastRead::kUndecided;
+}
+
+absl::StatusOr<bool> TableCore::FindInBucketSlow(uint32_t b,
+                                                 absl::string_view key,
+                                                 Row* row) const {
   std::byte* out = row->bytes_.data();
   row->present_ = false;
   bool found = false;
   auto restart = [&] { found = false; };
   auto visit = [&](const std::byte* p, uint32_t) {
     if (!KeyEquals(p, key)) return Visit::kNext;
-    SharedReadWords(p, out, stride_words_);
+    SharedReadRow(p, out, stride_);
     found = true;
     return Visit::kStop;
   };
-  // One pass here, inlined; ReadBucket's retries and its locked fallback
-  // only when that pass was not consistent.
-  if (ABSL_PREDICT_FALSE(!OptimisticPass(b, restart, visit))) {
-    SHMKIT_RETURN_IF_ERROR(ReadBucket(b, restart, visit));
-  }
+  SHMKIT_RETURN_IF_ERROR(ReadBucket(b, restart, visit));
   if (!found) return false;
   if (has_expiry_) {
     const int64_t expiry =
@@ -215,8 +284,8 @@ absl::Status TableCore::FindMany(absl::Span<const absl::string_view> keys,
       PrefetchBlock(buckets[i - start], /*for_write=*/false);
     }
     for (size_t i = start; i < end; ++i) {
-      SHMKIT_ASSIGN_OR_RETURN(found[i],
-                              FindInBucket(buckets[i - start], keys[i], &rows[i]));
+      SHMKIT_ASSIGN_OR_RETURN(
+          found[i], FindInBucket(buckets[i - start], keys[i], &rows[i]));
     }
   }
   return absl::OkStatus();
@@ -244,7 +313,7 @@ absl::StatusOr<bool> TableCore::Read(absl::string_view key, CopyWhat what,
         expired = RowExpired(p, now_ms);
         if (!expired && copy) {
           if (what == CopyWhat::kRow) {
-            SharedReadWords(p, row->bytes_.data(), stride_words_);
+            SharedReadRow(p, row->bytes_.data(), stride_);
           } else {
             CopyColumn(p, column, row);
           }
@@ -317,7 +386,7 @@ absl::Status TableCore::SnapshotBucket(uint32_t b, int64_t now_ms,
       [&](const std::byte* p, uint32_t) {
         Row& row = out->emplace_back();
         PrepareRow(&row);
-        SharedReadWords(p, row.bytes_.data(), stride_words_);
+        SharedReadRow(p, row.bytes_.data(), stride_);
         return Visit::kNext;
       }));
   // Consistent: check keys and lengths, drop expired rows.

@@ -462,8 +462,14 @@ absl::StatusOr<int64_t> TableCore::IncrementInt(absl::string_view key,
         absl::StrCat("column \"", spec.name, "\" is ", spec.TypeString(),
                      spec.is_float() ? ": use IncrFloat" : ": not a number"));
   }
-  const uint32_t width = spec.size;
-  const uint32_t offset = layout_->columns[column].offset;
+  return IncrementIntAt(key, column, layout_->columns[column].offset, spec.size,
+                        delta, options);
+}
+
+absl::StatusOr<int64_t> TableCore::IncrementIntAt(absl::string_view key,
+                                                  int column, uint32_t offset,
+                                                  uint32_t width, int64_t delta,
+                                                  const IncrOptions& options) {
   const int64_t hi =
       width >= 8 ? INT64_MAX : (int64_t{1} << (width * 8 - 1)) - 1;
   const int64_t lo = -hi - 1;
@@ -497,6 +503,7 @@ absl::StatusOr<int64_t> TableCore::IncrementInt(absl::string_view key,
       (void)lock.Unlock(*me);
     }
   }
+  const ColumnSpec& spec = schema_.column(column);
   int64_t result = delta;
   SHMKIT_RETURN_IF_ERROR(IncrementRow(
       key, column, [delta] { return Value(static_cast<long long>(delta)); },

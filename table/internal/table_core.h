@@ -163,6 +163,21 @@ class TableCore {
   absl::StatusOr<int64_t> IncrementInt(absl::string_view key, int column,
                                        int64_t delta,
                                        const IncrOptions& options);
+  // Whether an IntColumn handle (index, offset, width) names an int column
+  // of this table as it is: what IncrementIntAt needs before it trusts one.
+  static constexpr uint64_t IntColumnWord(uint32_t offset, uint32_t width) {
+    return (uint64_t{offset} << 8) | width;
+  }
+  bool IsIntColumn(int index, uint32_t offset, uint32_t width) const {
+    return static_cast<size_t>(index) < int_columns_.size() &&
+           int_columns_[index] == IntColumnWord(offset, width);
+  }
+  // IncrementInt for an int column known to be `column`, at `offset` in the
+  // row, `width` bytes wide (IsIntColumn).
+  absl::StatusOr<int64_t> IncrementIntAt(absl::string_view key, int column,
+                                         uint32_t offset, uint32_t width,
+                                         int64_t delta,
+                                         const IncrOptions& options);
   absl::StatusOr<double> IncrementFloat(absl::string_view key, int column,
                                         double delta,
                                         const IncrOptions& options);
@@ -245,7 +260,8 @@ class TableCore {
     return block(r / kRowsPerBlock) + kBlockHeaderBytes +
            static_cast<size_t>(r % kRowsPerBlock) * stride_;
   }
-  uint32_t BucketOfKey(absl::string_view key) const {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE uint32_t
+  BucketOfKey(absl::string_view key) const {
     return BucketOf(StableHash(key), bucket_count_);
   }
   bool IsHomeRow(uint32_t b, uint32_t r) const {
@@ -338,6 +354,16 @@ class TableCore {
   // FindRow once the key is checked and its bucket known (and prefetched).
   absl::StatusOr<bool> FindInBucket(uint32_t b, absl::string_view key,
                                     Row* row) const;
+  // Everything FindInBucket's short path leaves: the whole read loop.
+  absl::StatusOr<bool> FindInBucketSlow(uint32_t b, absl::string_view key,
+                                        Row* row) const;
+  // FindRow for whatever its short path does not take (bad key, a Row not
+  // yet shaped for this table, a TTL table, ...).
+  absl::StatusOr<bool> FindRowSlow(absl::string_view key, Row* row) const;
+  // The short path of a lookup (fast_hits_, `row` already shaped):
+  // kUndecided leaves `row` for FindInBucketSlow.
+  enum class FastRead { kFound, kAbsent, kUndecided };
+  FastRead FindFast(uint32_t b, absl::string_view key, Row* row) const;
   enum class Visit { kNext, kStop };
   // The read loop: calls restart() then visit(row pointer, row index) for
   // each row of bucket b's chain until visit says kStop, and returns once a
@@ -493,6 +519,8 @@ class TableCore {
   uint32_t key_len_shift_ = 0;  // its bit position in that word
   uint64_t key_len_mask_ = 0;
   bool key_words_aligned_ = false;  // key bytes start on a word
+  // FindFast applies: key words aligned, no TTL.
+  bool fast_hits_ = false;
   uint32_t next_offset_ = 0;
   uint32_t state_offset_ = 0;
   uint32_t expiry_offset_ = 0;
@@ -502,8 +530,14 @@ class TableCore {
     uint32_t len_offset;
     uint32_t len_bytes;
     uint32_t max;
+    // The length field's word, bit position and mask, for the short path.
+    uint32_t len_word;
+    uint32_t len_shift;
+    uint64_t len_mask;
   };
   std::vector<TextColumn> text_columns_;
+  // Per column: IntColumnWord(offset, width) for int columns, ~0 otherwise.
+  std::vector<uint64_t> int_columns_;
 };
 
 }  // namespace shmkit::internal

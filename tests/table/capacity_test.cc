@@ -1,7 +1,12 @@
 // Capacity is a promise: exactly `capacity` live rows fit, whatever the keys;
 // the next insert is ResourceExhausted and changes nothing.
+#include <memory>
 #include <random>
+#include <string>
+#include <vector>
 
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "gtest/gtest.h"
 #include "shmkit/table/internal/hash.h"
 #include "shmkit/table/table.h"
@@ -134,6 +139,29 @@ TEST(Capacity, TinyTablesAndOneChain) {
     for (uint64_t i = 0; i < capacity; ++i) {
       EXPECT_EQ(*t->GetColumn(keys[i], "n"), Value(static_cast<long long>(i)));
     }
+    // Whole-row lookups reach every place in the chain (Find's short path
+    // takes the first few rows, the full walk the rest), and a key that is
+    // not there is absent, not misread.
+    const IntColumn n = *WSchema().Int("n");
+    Row row;
+    for (uint64_t i = 0; i < capacity; ++i) {
+      ASSERT_TRUE(*t->Find(keys[i], &row)) << capacity << "/" << i;
+      EXPECT_EQ(row[n], static_cast<int64_t>(i));
+      EXPECT_EQ(row.key(), keys[i]);
+    }
+    EXPECT_FALSE(*t->Find(keys[capacity], &row));
+    EXPECT_FALSE(row.present());
+    std::vector<absl::string_view> views(keys.begin(), keys.end());
+    std::vector<Row> rows(views.size());
+    std::unique_ptr<bool[]> found(new bool[views.size()]);
+    ASSERT_TRUE(t->FindMany(views, absl::MakeSpan(rows),
+                            absl::MakeSpan(found.get(), views.size()))
+                    .ok());
+    for (uint64_t i = 0; i < capacity; ++i) {
+      EXPECT_TRUE(found[i]);
+      EXPECT_EQ(rows[i][n], static_cast<int64_t>(i));
+    }
+    EXPECT_FALSE(found[capacity]);
     EXPECT_TRUE(t->CheckConsistency().ok()) << t->CheckConsistency();
   }
 }

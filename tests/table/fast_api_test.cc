@@ -88,6 +88,31 @@ TEST(FastApi, AHandleOfAnotherSchemaIsRefused) {
   EXPECT_EQ(row[foreign], 0);          // reads as zero, not as "small"
 }
 
+TEST(FastApi, IncrThroughAHandleKeepsTheColumnsWidthAndTrustsNoOffset) {
+  const Schema s = Sessions();
+  absl::StatusOr<Table> t = Table::Create(s, {.capacity = 16});
+  ASSERT_TRUE(t.ok());
+  const IntColumn hits = *s.Int("hits");
+  const IntColumn small = *s.Int("small");  // 2 bytes
+  ASSERT_TRUE(t->Set("k", {{small, 32760}}).ok());
+  EXPECT_EQ(*t->Incr("k", small, 7), 32767);
+  EXPECT_THAT(t->Incr("k", small, 1),
+              StatusIsWith(absl::StatusCode::kOutOfRange, "out of range"));
+  EXPECT_EQ(*t->Incr("k", small, -32767 - 32768), -32768);
+  EXPECT_THAT(t->Incr("absent", small, 1),
+              StatusIs(absl::StatusCode::kNotFound));
+  // A hand-made handle: hits' index and schema, small's offset. The table
+  // goes by what it knows of column 0 and leaves small's bytes alone.
+  IntColumn forged = hits;
+  forged.offset = small.offset;
+  forged.bytes = small.bytes;
+  EXPECT_EQ(*t->Incr("k", forged, 5), 5);
+  Row row;
+  ASSERT_TRUE(*t->Find("k", &row));
+  EXPECT_EQ(row[hits], 5);
+  EXPECT_EQ(row[small], -32768);
+}
+
 TEST(FastApi, StringValuesReferToTheCallersBytesUnlessOwned) {
   std::string name = "bo";
   const Value view = name;  // an lvalue: refers to it
