@@ -466,43 +466,63 @@ absl::StatusOr<int64_t> TableCore::IncrementInt(absl::string_view key,
                         delta, options);
 }
 
+// Incr's short path: a key that exists, whose bucket lock is free (or
+// freed within kIncrSpinPauses), and a sum that fits. One CAS, the chain
+// walk, one store, the unlock; the same steps and crash points as the
+// general path, which handles everything else (and says what went wrong).
+// False: nothing changed, take the general path.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TableCore::IncrementShort(
+    absl::string_view key, uint32_t offset, uint32_t width, int64_t delta,
+    int64_t* result) {
+  const uint32_t b = BucketOfKey(key);
+  PrefetchBlock(b, /*for_write=*/true);
+  absl::StatusOr<OwnerToken> me = registry_.Self();
+  OwnerLock lock(lock_word(b), &registry_);
+  if (ABSL_PREDICT_FALSE(!me.ok() ||
+                         !lock.TryLockSpinning(*me, kIncrSpinPauses))) {
+    return false;
+  }
+  bool bad = false;
+  auto* p = const_cast<std::byte*>(WalkChain(BucketHead(b), key, &bad));
+  if (ABSL_PREDICT_TRUE(p != nullptr)) {
+    MaybeCrash(CrashPoint::kLockedBeforeRecord);
+    const int64_t now = SignExtend(LoadField(p, offset, width), width);
+    const int64_t hi =
+        width >= 8 ? INT64_MAX : (int64_t{1} << (width * 8 - 1)) - 1;
+    if (ABSL_PREDICT_TRUE(!__builtin_add_overflow(now, delta, result) &&
+                          *result >= -hi - 1 && *result <= hi)) {
+      StoreField(p, offset, width, static_cast<uint64_t>(*result));
+      MaybeCrash(CrashPoint::kAfterSingleStore);
+      (void)lock.Unlock(*me);
+      return true;
+    }
+  }
+  (void)lock.Unlock(*me);
+  return false;
+}
+
 absl::StatusOr<int64_t> TableCore::IncrementIntAt(absl::string_view key,
                                                   int column, uint32_t offset,
                                                   uint32_t width, int64_t delta,
                                                   const IncrOptions& options) {
+  // Kept short (see FindRow); the general path is a separate function so
+  // this one keeps few values live.
+  int64_t result;
+  if (ABSL_PREDICT_TRUE(!has_expiry_ && !read_only_ &&
+                        !options.ttl.has_value() && !key.empty() &&
+                        key.size() <= max_key_bytes_ &&
+                        IncrementShort(key, offset, width, delta, &result))) {
+    return result;
+  }
+  return IncrementIntSlow(key, column, offset, width, delta, options);
+}
+
+absl::StatusOr<int64_t> TableCore::IncrementIntSlow(
+    absl::string_view key, int column, uint32_t offset, uint32_t width,
+    int64_t delta, const IncrOptions& options) {
   const int64_t hi =
       width >= 8 ? INT64_MAX : (int64_t{1} << (width * 8 - 1)) - 1;
   const int64_t lo = -hi - 1;
-  // The common case, kept short (see FindRow): a key that exists, in a table
-  // without TTL, whose bucket lock is free. One CAS, the chain walk, one
-  // store, the unlock; the same steps and crash points as the general path
-  // below, which handles everything else (and says what went wrong).
-  if (ABSL_PREDICT_TRUE(!has_expiry_ && !read_only_ &&
-                        !options.ttl.has_value() && !key.empty() &&
-                        key.size() <= max_key_bytes_)) {
-    const uint32_t b = BucketOfKey(key);
-    PrefetchBlock(b, /*for_write=*/true);
-    absl::StatusOr<OwnerToken> me = registry_.Self();
-    OwnerLock lock(lock_word(b), &registry_);
-    if (ABSL_PREDICT_TRUE(me.ok()) &&
-        lock.TryLockSpinning(*me, kIncrSpinPauses)) {
-      bool bad = false;
-      auto* p = const_cast<std::byte*>(WalkChain(BucketHead(b), key, &bad));
-      int64_t result;
-      if (p != nullptr) {
-        MaybeCrash(CrashPoint::kLockedBeforeRecord);
-        const int64_t now = SignExtend(LoadField(p, offset, width), width);
-        if (!__builtin_add_overflow(now, delta, &result) && result >= lo &&
-            result <= hi) {
-          StoreField(p, offset, width, static_cast<uint64_t>(result));
-          MaybeCrash(CrashPoint::kAfterSingleStore);
-          (void)lock.Unlock(*me);
-          return result;
-        }
-      }
-      (void)lock.Unlock(*me);
-    }
-  }
   const ColumnSpec& spec = schema_.column(column);
   int64_t result = delta;
   SHMKIT_RETURN_IF_ERROR(IncrementRow(

@@ -178,6 +178,13 @@ class TableCore {
                                          uint32_t offset, uint32_t width,
                                          int64_t delta,
                                          const IncrOptions& options);
+  // IncrementIntAt's two halves (core_write.cc).
+  bool IncrementShort(absl::string_view key, uint32_t offset, uint32_t width,
+                      int64_t delta, int64_t* result);
+  absl::StatusOr<int64_t> IncrementIntSlow(absl::string_view key, int column,
+                                           uint32_t offset, uint32_t width,
+                                           int64_t delta,
+                                           const IncrOptions& options);
   absl::StatusOr<double> IncrementFloat(absl::string_view key, int column,
                                         double delta,
                                         const IncrOptions& options);
