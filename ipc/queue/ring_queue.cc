@@ -506,13 +506,31 @@ absl::Status RingQueue::DeliverClaimed(RingSlot& slot, uint64_t pos,
         absl::StrCat(Describe(), ": slot of position ", pos, " claims ",
                      length, " bytes, more than a slot holds; dropped"));
   } else {
+    // Still claimed: if this process dies inside the callback, the message
+    // is redelivered. If the callback throws (or the copy below cannot
+    // allocate), the exception is the caller's to handle, but the slot must
+    // not stay claimed by a live process for ever (no consumer would take
+    // it over, every producer coming round to it would wait): released and
+    // counted as received on the way out, as when the callback returns an
+    // error.
+    struct ReleaseOnUnwind {
+      RingQueue* ring;
+      RingSlot& slot;
+      uint64_t pos;
+      uint64_t claimed;
+      bool armed = true;
+      ~ReleaseOnUnwind() {
+        if (!armed) return;
+        (void)ring->ReleaseClaim(slot, pos, claimed);
+        ring->CountReceived();
+      }
+    } guard{this, slot, pos, claimed};
     const size_t keep = std::min<size_t>(length, max_bytes);
     out.type = Load(slot.type, std::memory_order_relaxed);
     out.data.assign(reinterpret_cast<const char*>(PayloadOf(slot)), keep);
     out.truncated = keep < length;
-    // Still claimed: if this process dies inside the callback, the message
-    // is redelivered.
     if (process != nullptr) *processed = (*process)(out);
+    guard.armed = false;
   }
   RunHook(RingHookPoint::kBeforeRelease);
   SHMKIT_RETURN_IF_ERROR(ReleaseClaim(slot, pos, claimed));

@@ -155,7 +155,10 @@ class RingQueue final : public Queue {
   // claimed for as long as `process` runs, so producers that come round to it
   // wait: keep the callback short. The message is released whatever
   // `process` returns, and its status is returned; the errors of
-  // ReceiveInto come back without `process` being called.
+  // ReceiveInto come back without `process` being called. A callback that
+  // throws is treated as one that returned an error: the message is
+  // released (and counted as received, not redelivered), then the
+  // exception goes on to the caller.
   using Process = absl::FunctionRef<absl::Status(const Message&)>;
   [[nodiscard]] absl::Status ReceiveAndProcess(
       Message& out, size_t max_bytes, WaitMode wait, Process process,

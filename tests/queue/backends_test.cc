@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -198,6 +199,36 @@ TEST(RingQueue, GeometryIsCheckedAndKeptByAttachers) {
               StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(RingQueue::Open({.key = key, .open = OpenMode::kAttach}),
               StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(RingQueue, ACallbackThatThrowsLeavesNoClaimBehind) {
+  absl::StatusOr<std::unique_ptr<RingQueue>> opened =
+      RingQueue::Open({.slots = 2, .slot_bytes = 16});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  RingQueue& q = **opened;
+  ASSERT_TRUE(q.Send("first").ok());
+  Message m;
+  auto throws = [](const Message&) -> absl::Status {
+    throw std::runtime_error("the callback failed");
+  };
+  EXPECT_THROW(
+      (void)q.ReceiveAndProcess(m, 16, WaitMode::None(), throws),
+      std::runtime_error);
+  EXPECT_EQ(m.data, "first");
+  // Released and counted, as if the callback had returned an error: the
+  // ring is empty, this process pins no registry slot, and the slot the
+  // message held takes new messages (two rounds of a two-slot ring).
+  absl::StatusOr<QueueStats> stats = q.Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->messages, 0u);
+  EXPECT_EQ(stats->received, 1u);
+  EXPECT_EQ(q.registry()->Stats().pinned, 0u);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(q.TrySend(absl::StrCat("m", i)).ok()) << i;
+    absl::StatusOr<Message> got = q.TryReceive(16);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->data, absl::StrCat("m", i));
+  }
 }
 
 TEST(RingQueue, RefusesASegmentOfAnotherKind) {
