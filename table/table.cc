@@ -304,7 +304,7 @@ absl::StatusOr<int64_t> Table::Incr(absl::string_view key, ColumnRef column,
 
 absl::StatusOr<int64_t> Table::Incr(absl::string_view key, IntColumn column,
                                     int64_t delta, const IncrOptions& options) {
-  // The handle's own fields are checked against the table (one compare):
+  // The handle's own fields are checked against the table's column table:
   // a hand-made IntColumn must not reach a row at a wrong offset.
   if (ABSL_PREDICT_TRUE(
           core_ != nullptr && column.schema == core_->schema().Fingerprint() &&
@@ -316,6 +316,14 @@ absl::StatusOr<int64_t> Table::Incr(absl::string_view key, IntColumn column,
 }
 
 absl::StatusOr<int64_t> Table::Decr(absl::string_view key, ColumnRef column,
+                                    int64_t delta, const IncrOptions& options) {
+  if (delta == std::numeric_limits<int64_t>::min()) {
+    return absl::OutOfRangeError("cannot decrement by INT64_MIN");
+  }
+  return Incr(key, column, -delta, options);
+}
+
+absl::StatusOr<int64_t> Table::Decr(absl::string_view key, IntColumn column,
                                     int64_t delta, const IncrOptions& options) {
   if (delta == std::numeric_limits<int64_t>::min()) {
     return absl::OutOfRangeError("cannot decrement by INT64_MIN");

@@ -306,6 +306,8 @@ class Table {
                                int64_t delta, const IncrOptions& options = {});
   absl::StatusOr<int64_t> Decr(absl::string_view key, ColumnRef column,
                                int64_t delta, const IncrOptions& options = {});
+  absl::StatusOr<int64_t> Decr(absl::string_view key, IntColumn column,
+                               int64_t delta, const IncrOptions& options = {});
   // The same for float columns; OutOfRange for a non-finite result.
   absl::StatusOr<double> IncrFloat(absl::string_view key, ColumnRef column,
                                    double delta,

@@ -99,6 +99,11 @@ TEST(FastApi, IncrThroughAHandleKeepsTheColumnsWidthAndTrustsNoOffset) {
   EXPECT_THAT(t->Incr("k", small, 1),
               StatusIsWith(absl::StatusCode::kOutOfRange, "out of range"));
   EXPECT_EQ(*t->Incr("k", small, -32767 - 32768), -32768);
+  EXPECT_THAT(t->Decr("k", small, 1), StatusIs(absl::StatusCode::kOutOfRange));
+  EXPECT_THAT(t->Decr("k", small, INT64_MIN),
+              StatusIs(absl::StatusCode::kOutOfRange));
+  EXPECT_EQ(*t->Decr("k", small, -2), -32766);
+  EXPECT_EQ(*t->Decr("k", small, 2), -32768);
   EXPECT_THAT(t->Incr("absent", small, 1),
               StatusIs(absl::StatusCode::kNotFound));
   // A hand-made handle: hits' index and schema, small's offset. The table
