@@ -80,8 +80,11 @@ class Row {
   absl::StatusOr<absl::string_view> GetString(absl::string_view column) const;
   absl::StatusOr<Value> Get(absl::string_view column) const;
 
-  // When the row expires (tables with TTL), nullopt when it never does.
-  std::optional<absl::Time> expires_at() const { return expires_at_; }
+  // When the row expires (tables with TTL), nullopt when it never does, and
+  // for a Row a lookup left empty (a miss leaves nothing of an earlier hit).
+  std::optional<absl::Time> expires_at() const {
+    return present_ ? expires_at_ : std::nullopt;
+  }
 
   // "key=... hits=1 score=2.5 user=\"ana\"" (escaped), for logs and tests.
   std::string DebugString() const;

@@ -290,6 +290,7 @@ void TableCore::Bind(const SegmentPlan& plan) {
 
 void TableCore::PrepareRow(Row* out) const {
   if (out->layout_ != layout_.get()) {
+    out->expires_at_.reset();  // a TTL table's expiry means nothing here
     out->schema_ = schema_;
     out->layout_ = layout_.get();
     out->layout_owner_ = layout_;

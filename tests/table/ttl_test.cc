@@ -47,6 +47,25 @@ TEST(Ttl, ExpiredRowReadsAsAbsent) {
   EXPECT_TRUE(t->CheckConsistency().ok());
 }
 
+TEST(Ttl, AReusedRowKeepsNoExpiryFromAnEarlierLookup) {
+  absl::StatusOr<Table> ttl = Table::Create(WSchema(true), {.capacity = 16});
+  absl::StatusOr<Table> plain = Table::Create(WSchema(), {.capacity = 16});
+  ASSERT_TRUE(ttl.ok() && plain.ok());
+  ASSERT_TRUE(ttl->Set("k", {{"n", 1}}, {.ttl = absl::Minutes(5)}).ok());
+  ASSERT_TRUE(plain->Set("k", {{"n", 2}}).ok());
+  Row row;
+  ASSERT_TRUE(*ttl->Find("k", &row));
+  ASSERT_TRUE(row.expires_at().has_value());
+  // A miss in the same table, then a hit in a table without TTL: neither
+  // answers with the first row's expiry.
+  ASSERT_FALSE(*ttl->Find("absent", &row));
+  EXPECT_FALSE(row.expires_at().has_value());
+  ASSERT_TRUE(*ttl->Find("k", &row));
+  ASSERT_TRUE(row.expires_at().has_value());
+  ASSERT_TRUE(*plain->Find("k", &row));
+  EXPECT_FALSE(row.expires_at().has_value());
+}
+
 TEST(Ttl, AddAfterExpiryReusesTheRow) {
   absl::StatusOr<Table> t = Table::Create(WSchema(true), {.capacity = 4});
   ASSERT_TRUE(t.ok());
