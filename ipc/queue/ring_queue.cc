@@ -521,6 +521,9 @@ absl::Status RingQueue::DeliverClaimed(RingSlot& slot, uint64_t pos,
       bool armed = true;
       ~ReleaseOnUnwind() {
         if (!armed) return;
+        // Only InternalError (the slot taken from a live consumer) can come
+        // back, and an exception is already on its way: that one is what
+        // the caller sees.
         (void)ring->ReleaseClaim(slot, pos, claimed);
         ring->CountReceived();
       }

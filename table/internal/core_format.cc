@@ -268,22 +268,12 @@ void TableCore::Bind(const SegmentPlan& plan) {
   state_offset_ = row.state_offset;
   has_expiry_ = row.has_expiry;
   expiry_offset_ = row.has_expiry ? row.expiry_offset : 0;
-  int_columns_.assign(schema_.column_count(), ~uint64_t{0});
-  for (int c = 0; c < schema_.column_count(); ++c) {
-    const ColumnSpec& spec = schema_.column(c);
-    if (spec.is_integer()) {
-      int_columns_[c] = IntColumnWord(row.columns[c].offset, spec.size);
-    }
-  }
   text_columns_.clear();
   for (int c = 0; c < schema_.column_count(); ++c) {
     const ColumnSpec& spec = schema_.column(c);
     if (spec.is_text()) {
-      const uint32_t len_offset = row.columns[c].len_offset;
-      const uint32_t len_word = len_offset & ~uint32_t{7};
-      text_columns_.push_back({c, len_offset, row.columns[c].len_bytes,
-                               spec.size, len_word, (len_offset - len_word) * 8,
-                               FieldMask(row.columns[c].len_bytes)});
+      text_columns_.push_back(
+          {c, row.columns[c].len_offset, row.columns[c].len_bytes, spec.size});
     }
   }
 }

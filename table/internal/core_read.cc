@@ -188,7 +188,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline TableCore::FastRead TableCore::FindFast(
     // the copy.
     bool bad = (SeqOf(w1) & 1) != 0;
     for (const TextColumn& t : text_columns_) {
-      bad |= ((LoadWord(p + t.len_word) >> t.len_shift) & t.len_mask) > t.max;
+      bad |= LoadField(p, t.len_offset, t.len_bytes) > t.max;
     }
     SharedReadRow(p, row->bytes_.data(), stride_);
     std::atomic_thread_fence(std::memory_order_acquire);

@@ -487,8 +487,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TableCore::IncrementShort(
   if (ABSL_PREDICT_TRUE(p != nullptr)) {
     MaybeCrash(CrashPoint::kLockedBeforeRecord);
     const int64_t now = SignExtend(LoadField(p, offset, width), width);
-    const int64_t hi =
-        width >= 8 ? INT64_MAX : (int64_t{1} << (width * 8 - 1)) - 1;
+    const int64_t hi = IntMax(width);
     if (ABSL_PREDICT_TRUE(!__builtin_add_overflow(now, delta, result) &&
                           *result >= -hi - 1 && *result <= hi)) {
       StoreField(p, offset, width, static_cast<uint64_t>(*result));
@@ -520,8 +519,7 @@ absl::StatusOr<int64_t> TableCore::IncrementIntAt(absl::string_view key,
 absl::StatusOr<int64_t> TableCore::IncrementIntSlow(
     absl::string_view key, int column, uint32_t offset, uint32_t width,
     int64_t delta, const IncrOptions& options) {
-  const int64_t hi =
-      width >= 8 ? INT64_MAX : (int64_t{1} << (width * 8 - 1)) - 1;
+  const int64_t hi = IntMax(width);
   const int64_t lo = -hi - 1;
   const ColumnSpec& spec = schema_.column(column);
   int64_t result = delta;

@@ -291,6 +291,12 @@ inline uint64_t LoadField(const std::byte* row, uint32_t offset,
   return (LoadWord(row + word_start) >> shift) & FieldMask(bytes);
 }
 
+// The largest value of a two's-complement integer `bytes` bytes wide (the
+// smallest is -IntMax(bytes) - 1).
+inline int64_t IntMax(uint32_t bytes) {
+  return bytes >= 8 ? INT64_MAX : (int64_t{1} << (bytes * 8 - 1)) - 1;
+}
+
 // A two's-complement integer stored in `bytes` bytes, widened.
 inline int64_t SignExtend(uint64_t raw, uint32_t bytes) {
   const int shift = 64 - static_cast<int>(bytes) * 8;

@@ -165,12 +165,11 @@ class TableCore {
                                        const IncrOptions& options);
   // Whether an IntColumn handle (index, offset, width) names an int column
   // of this table as it is: what IncrementIntAt needs before it trusts one.
-  static constexpr uint64_t IntColumnWord(uint32_t offset, uint32_t width) {
-    return (uint64_t{offset} << 8) | width;
-  }
   bool IsIntColumn(int index, uint32_t offset, uint32_t width) const {
-    return static_cast<size_t>(index) < int_columns_.size() &&
-           int_columns_[index] == IntColumnWord(offset, width);
+    if (index < 0 || index >= schema_.column_count()) return false;
+    const ColumnSpec& spec = schema_.column(index);
+    return spec.is_integer() && spec.size == width &&
+           layout_->columns[index].offset == offset;
   }
   // IncrementInt for an int column known to be `column`, at `offset` in the
   // row, `width` bytes wide (IsIntColumn).
@@ -537,14 +536,8 @@ class TableCore {
     uint32_t len_offset;
     uint32_t len_bytes;
     uint32_t max;
-    // The length field's word, bit position and mask, for the short path.
-    uint32_t len_word;
-    uint32_t len_shift;
-    uint64_t len_mask;
   };
   std::vector<TextColumn> text_columns_;
-  // Per column: IntColumnWord(offset, width) for int columns, ~0 otherwise.
-  std::vector<uint64_t> int_columns_;
 };
 
 }  // namespace shmkit::internal
