@@ -16,7 +16,9 @@
 //     a setter sets the hint bit before it looks at the summary bit.
 //
 // A full table is remembered in TableHeader::no_free_rows, so that a refused
-// insert costs its lookup and not a scan of every hint word. Same pattern:
+// insert costs its lookup and not a scan of every hint word (nor the bucket
+// lock: TableCore::RefuseWithoutLock reads the flag inside a consistent
+// read of the key's chain, and refuses only when it is set). Same pattern:
 //   - a freer sets the row's hint (and summary) bit, then clears the flag if
 //     it is set;
 //   - an insert that scanned and found nothing sets the flag, then scans

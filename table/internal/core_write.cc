@@ -313,15 +313,51 @@ void TableCore::DeleteLocked(OwnerToken me, uint32_t b, uint32_t r,
   RetireRecord(me);
 }
 
-bool TableCore::ReclaimDue() const {
+namespace {
+
+uint64_t CoarseNowMs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  const uint64_t now =
-      static_cast<uint64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+}  // namespace
+
+bool TableCore::ReclaimDue() const {
+  const uint64_t now = CoarseNowMs();
   uint64_t after = Load(header_->reclaim_after_ms, std::memory_order_relaxed);
   if (now < after) return false;
   return Ref(header_->reclaim_after_ms)
       .compare_exchange_strong(after, now + 1, std::memory_order_relaxed);
+}
+
+bool TableCore::RefuseWithoutLock(uint32_t b, absl::string_view key) const {
+  // Only a table already found full (the flag, read again below), without
+  // TTL (an expired row in the chain would be reused), and not when a
+  // reclaim is due: the locked path does that first (RetryWhenFull), so a
+  // table kept full by a crashed writer's rows still gets them back.
+  if (ABSL_PREDICT_TRUE(Load(header_->no_free_rows,
+                             std::memory_order_relaxed) == 0) ||
+      has_expiry_ ||
+      CoarseNowMs() >=
+          Load(header_->reclaim_after_ms, std::memory_order_relaxed)) {
+    return false;
+  }
+  // One optimistic pass over the chain, as a reader makes: the key is
+  // absent if the pass is consistent, and the flag is read inside the
+  // seqlock's window, so there is a moment when the key was absent and the
+  // table full (the flag set: what ClaimRow refuses on under the lock).
+  const uint64_t& word = seq_head(b);
+  const uint64_t w1 = Load(word, std::memory_order_acquire);
+  if ((SeqOf(w1) & 1) != 0) return false;
+  bool bad = false;
+  if (WalkChain(HeadOf(w1), key, &bad) != nullptr || bad) return false;
+  const bool full =
+      Load(header_->no_free_rows, std::memory_order_seq_cst) != 0;
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (!full || Load(word, std::memory_order_relaxed) != w1) return false;
+  Ref(header_->failed_inserts).fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 // ---------------------------------------------------------------------------
@@ -345,6 +381,9 @@ absl::Status TableCore::Write(absl::string_view key,
   }
   const uint32_t b = BucketOfKey(key);
   PrefetchBlock(b, /*for_write=*/true);
+  // A full table refuses an absent key without the lock (an update of an
+  // absent key is NotFound either way: the locked path says so).
+  if (mode != WriteMode::kUpdate && RefuseWithoutLock(b, key)) return full_;
   SHMKIT_ASSIGN_OR_RETURN(OwnerToken me, registry_.Self());
   for (int attempt = 0;; ++attempt) {
     SHMKIT_ASSIGN_OR_RETURN(OwnerLockGuard guard, LockBucket(b, me));

@@ -19,7 +19,11 @@
 // fails with ResourceExhausted only when no free row exists (after, once per
 // millisecond at most, recovering crashed writers and sweeping expired rows).
 // A table found full says so in TableHeader::no_free_rows until the next free,
-// so further refusals skip the scan (the protocol is in core_alloc.cc).
+// so further refusals skip the scan (the protocol is in core_alloc.cc), and
+// while it says so an insert of an absent key is refused without the bucket
+// lock: one optimistic pass finds the key absent with the flag read inside
+// its seqlock window (RefuseWithoutLock; not for TTL tables, whose expired
+// rows an insert may reuse, nor when a reclaim is due).
 // Count() is the sum of the per-slot counters `live_delta` (rows claimed
 // minus rows freed), so it includes rows in flight.
 //
@@ -460,6 +464,11 @@ class TableCore {
   // Whether the table may reclaim now (at most once per millisecond over
   // all processes): what an insert that finds the table full asks.
   bool ReclaimDue() const;
+  // True when `key` may be refused without the bucket lock: the table is
+  // flagged full, has no TTL, no reclaim is due, and one consistent pass
+  // of bucket b's chain saw the key absent while the flag was set. Counts
+  // the refusal. False leaves the decision to the locked path.
+  bool RefuseWithoutLock(uint32_t b, absl::string_view key) const;
 
   // ---- free rows (core_alloc.cc) -------------------------------------
   // Claims a free row for bucket b (home rows first, then near them): sets

@@ -81,6 +81,18 @@ TEST_P(CapacityTest, ExactlyCapacityRowsFit) {
   if (kind == Keys::kColliding) {
     EXPECT_GE(st.longest_chain, 20u);
   }
+  // Full, a present key is still written (a refusal is for absent keys
+  // only), and each kind of write says what it always says.
+  ASSERT_TRUE(t->Set(keys[1], {{"n", 7}}).ok());
+  EXPECT_EQ(*t->Get(keys[1])->GetInt("n"), 7);
+  ASSERT_TRUE(t->Set(keys[1], {{"n", 1}}).ok());
+  EXPECT_THAT(t->Add(keys[1], {{"n", 1}}),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(t->Update(keys[capacity], {{"n", 1}}),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(t->Set(keys[capacity], {{"n", 1}}),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(t->Stats().failed_inserts, 2u);
   // Every row is there with its value.
   for (uint64_t i = 0; i < capacity; i += capacity / 1024 + 1) {
     absl::StatusOr<Row> row = t->Get(keys[i]);
