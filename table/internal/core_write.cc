@@ -506,9 +506,10 @@ absl::StatusOr<int64_t> TableCore::IncrementInt(absl::string_view key,
 }
 
 // Incr's short path: a key that exists, whose bucket lock is free (or
-// freed within kIncrSpinPauses), and a sum that fits. One CAS, the chain
-// walk, one store, the unlock; the same steps and crash points as the
-// general path, which handles everything else (and says what went wrong).
+// freed within kIncrSpinPauses), and a sum that fits. The chain walk (as a
+// reader's), one CAS, the check that the chain did not change, one store,
+// the unlock; the same crash points as the general path, which handles
+// everything else (and says what went wrong).
 // False: nothing changed, take the general path.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TableCore::IncrementShort(
     absl::string_view key, uint32_t offset, uint32_t width, int64_t delta,
@@ -516,14 +517,24 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TableCore::IncrementShort(
   const uint32_t b = BucketOfKey(key);
   PrefetchBlock(b, /*for_write=*/true);
   absl::StatusOr<OwnerToken> me = registry_.Self();
+  if (ABSL_PREDICT_FALSE(!me.ok())) return false;
+  // The row is found before the lock is taken, as a reader finds it, so the
+  // lock is held only for the add: a hot key's other contenders wait for
+  // one load and one store, not a chain walk. Under the lock the chain
+  // cannot change, and it has not changed since the walk when the bucket's
+  // seq_head word is still the one read before it (every change of a
+  // chain or a row's key moves the sequence).
+  const uint64_t& word = seq_head(b);
+  const uint64_t w1 = Load(word, std::memory_order_acquire);
+  if (ABSL_PREDICT_FALSE((SeqOf(w1) & 1) != 0)) return false;
+  bool bad = false;
+  auto* p = const_cast<std::byte*>(WalkChain(HeadOf(w1), key, &bad));
+  if (ABSL_PREDICT_FALSE(p == nullptr)) return false;
   OwnerLock lock(lock_word(b), &registry_);
-  if (ABSL_PREDICT_FALSE(!me.ok() ||
-                         !lock.TryLockSpinning(*me, kIncrSpinPauses))) {
+  if (ABSL_PREDICT_FALSE(!lock.TryLockSpinning(*me, kIncrSpinPauses))) {
     return false;
   }
-  bool bad = false;
-  auto* p = const_cast<std::byte*>(WalkChain(BucketHead(b), key, &bad));
-  if (ABSL_PREDICT_TRUE(p != nullptr)) {
+  if (ABSL_PREDICT_TRUE(Load(word, std::memory_order_relaxed) == w1)) {
     MaybeCrash(CrashPoint::kLockedBeforeRecord);
     const int64_t now = SignExtend(LoadField(p, offset, width), width);
     const int64_t hi = IntMax(width);

@@ -43,7 +43,10 @@
 // Writes, under the bucket lock. A change of one aligned word (an increment,
 // a numeric column set or compare-and-set) is one store: a reader copying
 // whole words sees the old or the new value, a crash leaves one of the two,
-// so it needs neither the seqlock nor a record. Every other change follows
+// so it needs neither the seqlock nor a record. (Incr's short path finds its
+// row as a reader does, then takes the lock and keeps the row only if the
+// bucket's seq_head word has not moved since: the lock is held for one load
+// and one store.) Every other change follows
 // one protocol (core_write.cc), in this order:
 //   1. record what is about to happen in the writer's SlotArea (op, bucket,
 //      row, the bytes about to change, live_delta) and pin the registry slot

@@ -1,4 +1,5 @@
 // The table shared by several processes.
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -166,6 +167,52 @@ TEST(TableFork, HotKeyIncrementsFromFourProcessesAreExact) {
   }
   for (pid_t p : pids) EXPECT_TRUE(ExitedWith(p, kOk, absl::Minutes(3)));
   EXPECT_EQ(*t->Get("hot")->GetInt("n"), int64_t{kWorkers} * kIncrements);
+}
+
+// Incr finds its row before it takes the bucket lock. A row that changes
+// hands in between (its key deleted, another key inserted into the same
+// row) must not get the increment. One bucket, two rows: a mover keeps
+// deleting "k" and inserting "other" (n = 0) and back, so "other" often
+// lands in the row "k" just left, while an incrementer hammers "k"; every
+// "other" the mover deletes must still hold 0.
+TEST(TableFork, AnIncrementNeverLandsInARowItsKeyHasLeft) {
+  constexpr int kRounds = 200'000;
+  absl::StatusOr<Table> t = Table::Create(WSchema(), {.capacity = 2});
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_EQ(t->Stats().buckets, 1u);
+  ASSERT_TRUE(t->Set("k", {{"n", 0}}).ok());
+  Shared stop = MakeShared(2);  // [0]: stop, [1]: incrementer started
+  const pid_t incrementer = ForkChild([&] {
+    std::atomic_ref<int64_t>(stop.slots()[1]).store(1);
+    while (std::atomic_ref<int64_t>(stop.slots()[0]).load() == 0) {
+      absl::StatusOr<int64_t> v = t->Incr("k", "n", 1, {.create = false});
+      if (!v.ok() && !absl::IsNotFound(v.status())) return kUnexpected;
+    }
+    return kOk;
+  });
+  const pid_t mover = ForkChild([&] {
+    while (std::atomic_ref<int64_t>(stop.slots()[1]).load() == 0) {
+      sched_yield();
+    }
+    int result = kOk;
+    for (int i = 0; i < kRounds && result == kOk; ++i) {
+      absl::StatusOr<Row> removed;
+      if (!t->Del("k").ok() || !t->Set("other", {{"n", 0}}).ok() ||
+          !(removed = t->GetAndDelete("other")).ok()) {
+        result = kUnexpected;
+      } else if (*removed->GetInt("n") != 0) {
+        result = kTorn;  // an increment of "k" landed in "other"
+      } else if (!t->Set("k", {{"n", 0}}).ok()) {
+        result = kUnexpected;
+      }
+    }
+    std::atomic_ref<int64_t>(stop.slots()[0]).store(1);
+    return result;
+  });
+  EXPECT_TRUE(ExitedWith(mover, kOk, absl::Minutes(3)));
+  std::atomic_ref<int64_t>(stop.slots()[0]).store(1);
+  EXPECT_TRUE(ExitedWith(incrementer, kOk, absl::Minutes(1)));
+  EXPECT_TRUE(t->CheckConsistency().ok());
 }
 
 // Every column of a row derives from one version number; readers in other
