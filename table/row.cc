@@ -1,6 +1,7 @@
 #include "shmkit/table/row.h"
 
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -10,6 +11,38 @@
 namespace shmkit {
 
 using internal::SignExtend;
+
+Row::Row(Row&& other) noexcept
+    : schema_(std::exchange(other.schema_, std::nullopt)),
+      layout_(std::exchange(other.layout_, nullptr)),
+      fingerprint_(std::exchange(other.fingerprint_, 0)),
+      layout_owner_(std::move(other.layout_owner_)),
+      present_(std::exchange(other.present_, false)),
+      key_in_bytes_(std::exchange(other.key_in_bytes_, false)),
+      key_(std::move(other.key_)),
+      bytes_(std::move(other.bytes_)),
+      expires_at_(std::exchange(other.expires_at_, std::nullopt)) {
+  other.key_.clear();
+  other.bytes_.clear();
+}
+
+Row& Row::operator=(Row&& other) noexcept {
+  if (this != &other) {
+    schema_ = std::exchange(other.schema_, std::nullopt);
+    layout_ = std::exchange(other.layout_, nullptr);
+    fingerprint_ = std::exchange(other.fingerprint_, 0);
+    layout_owner_ = std::move(other.layout_owner_);
+    present_ = std::exchange(other.present_, false);
+    key_in_bytes_ = std::exchange(other.key_in_bytes_, false);
+    key_ = std::move(other.key_);
+    bytes_ = std::move(other.bytes_);
+    expires_at_ = std::exchange(other.expires_at_, std::nullopt);
+    other.layout_owner_.reset();
+    other.key_.clear();
+    other.bytes_.clear();
+  }
+  return *this;
+}
 
 absl::string_view Row::key() const {
   if (!present_) return {};

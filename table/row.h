@@ -29,6 +29,13 @@ class TableCore;
 class Row {
  public:
   Row() = default;
+  Row(const Row&) = default;
+  Row& operator=(const Row&) = default;
+  // A moved-from Row holds nothing (present() is false, the accessors read
+  // 0 / empty: its buffer went with the move) and is shaped for no table;
+  // the next lookup into it shapes it again.
+  Row(Row&& other) noexcept;
+  Row& operator=(Row&& other) noexcept;
 
   absl::string_view key() const;
   const Schema& schema() const { return *schema_; }

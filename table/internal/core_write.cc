@@ -336,8 +336,8 @@ bool TableCore::RefuseWithoutLock(uint32_t b, absl::string_view key) const {
   // TTL (an expired row in the chain would be reused), and not when a
   // reclaim is due: the locked path does that first (RetryWhenFull), so a
   // table kept full by a crashed writer's rows still gets them back.
-  if (ABSL_PREDICT_TRUE(Load(header_->no_free_rows,
-                             std::memory_order_relaxed) == 0) ||
+  if (ABSL_PREDICT_TRUE(
+          Load(header_->no_free_rows, std::memory_order_relaxed) == 0) ||
       has_expiry_ ||
       CoarseNowMs() >=
           Load(header_->reclaim_after_ms, std::memory_order_relaxed)) {
@@ -352,8 +352,7 @@ bool TableCore::RefuseWithoutLock(uint32_t b, absl::string_view key) const {
   if ((SeqOf(w1) & 1) != 0) return false;
   bool bad = false;
   if (WalkChain(HeadOf(w1), key, &bad) != nullptr || bad) return false;
-  const bool full =
-      Load(header_->no_free_rows, std::memory_order_seq_cst) != 0;
+  const bool full = Load(header_->no_free_rows, std::memory_order_seq_cst) != 0;
   std::atomic_thread_fence(std::memory_order_acquire);
   if (!full || Load(word, std::memory_order_relaxed) != w1) return false;
   Ref(header_->failed_inserts).fetch_add(1, std::memory_order_relaxed);

@@ -340,8 +340,9 @@ class TableCore {
   // the chain is now: racy outside the bucket lock (confirm with the
   // seqlock). nullptr when absent; *bad when a link is out of range or the
   // walk runs longer than the table (then nothing it found counts).
-  ABSL_ATTRIBUTE_ALWAYS_INLINE const std::byte* WalkChain(
-      uint32_t head, absl::string_view key, bool* bad) const {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE const std::byte* WalkChain(uint32_t head,
+                                                          absl::string_view key,
+                                                          bool* bad) const {
     uint32_t r = head;
     for (uint64_t steps = 0; r != 0; ++steps) {
       if (ABSL_PREDICT_FALSE(r > capacity_ || steps >= capacity_)) {

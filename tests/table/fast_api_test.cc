@@ -70,6 +70,40 @@ TEST(FastApi, RowsReadByHandleWithoutAStatusPerColumn) {
   EXPECT_EQ(row[user], "");
 }
 
+// A Row moved away (its buffer with it) holds nothing: it must not say it
+// is present and read columns out of a buffer it no longer has (it did,
+// until Row had its own move operations). Reading into it again works, and
+// the Row it moved to reads as before.
+TEST(FastApi, ARowMovedAwayCanBeReadIntoAgain) {
+  const Schema s = Sessions();
+  absl::StatusOr<Table> t = Table::Create(s, {.capacity = 16});
+  ASSERT_TRUE(t.ok()) << t.status();
+  const IntColumn hits = *s.Int("hits");
+  const StringColumn user = *s.String("user");
+  ASSERT_TRUE(t->Set("k", {{hits, 5}, {user, "ana"}}).ok());
+  ASSERT_TRUE(t->Set("j", {{hits, 6}, {user, "bo"}}).ok());
+  Row row;
+  ASSERT_TRUE(*t->Find("k", &row));
+  Row moved = std::move(row);
+  EXPECT_TRUE(moved.present());
+  EXPECT_EQ(moved[hits], 5);
+  EXPECT_EQ(moved[user], "ana");
+  EXPECT_EQ(moved.key(), "k");
+  EXPECT_FALSE(row.present());  // NOLINT(bugprone-use-after-move): on purpose
+  EXPECT_EQ(row[hits], 0);
+  ASSERT_TRUE(*t->Find("j", &row));
+  EXPECT_EQ(row[hits], 6);
+  EXPECT_EQ(row[user], "bo");
+  // Move assignment, into a Row shaped for the table, leaves the same.
+  Row other;
+  ASSERT_TRUE(*t->Find("k", &other));
+  other = std::move(row);
+  EXPECT_EQ(other[user], "bo");
+  ASSERT_TRUE(*t->Find("k", &row));
+  EXPECT_EQ(row[user], "ana");
+  EXPECT_EQ(other[hits], 6);
+}
+
 TEST(FastApi, AHandleOfAnotherSchemaIsRefused) {
   const Schema s = Sessions();
   const Schema other = *Schema::Builder().Int("hits").Int("x").Build();

@@ -387,8 +387,8 @@ TEST(TableFork, ARowFreedWhileAnotherProcessFindsTheTableFullIsFound) {
   constexpr int kStuck = 12;
   Shared stop = MakeShared(2);  // [0]: stop, [1]: rows the refuser got
   const pid_t refuser = ForkChild([&] {
-    for (uint64_t j = 0;
-         std::atomic_ref<int64_t>(stop.slots()[0]).load() == 0; ++j) {
+    for (uint64_t j = 0; std::atomic_ref<int64_t>(stop.slots()[0]).load() == 0;
+         ++j) {
       const std::string key = absl::StrCat("r", j);
       absl::Status st = t->Add(key, {{"n", 2}});
       if (st.ok()) {
