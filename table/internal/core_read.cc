@@ -18,7 +18,7 @@ namespace {
 
 // Optimistic passes before a reader takes the bucket lock.
 constexpr int kOptimisticAttempts = 32;
-// Rows FindInBucket's short path visits before it hands over to the full
+// Rows FindFast visits before it hands over to the full
 // read loop. At workload W's load (0.95 keys per bucket) 98 % of keys are in
 // their chain's first three rows.
 constexpr int kFastChainSteps = 4;
@@ -120,26 +120,13 @@ absl::StatusOr<bool> TableCore::FindRow(absl::string_view key, Row* row) const {
   // Kept short on purpose: every instruction between this lookup's miss and
   // the caller's next one is in the CPU's reorder window, which reaches the
   // next lookup's loads (and overlaps their misses with this one) only when
-  // the path is small (FindFast); anything unusual goes to FindRowSlow.
-  if (ABSL_PREDICT_TRUE(!key.empty() && key.size() <= max_key_bytes_ &&
-                        fast_hits_ && row->layout_ == layout_.get() &&
-                        row->bytes_.size() == stride_)) {
-    const uint32_t b = BucketOfKey(key);
-    PrefetchBlock(b, /*for_write=*/false);
-    const FastRead r = FindFast(b, key, row);
-    if (ABSL_PREDICT_TRUE(r != FastRead::kUndecided)) {
-      return r == FastRead::kFound;
-    }
-    return FindInBucketSlow(b, key, row);
+  // the path is small (FindFast, through FindInBucket).
+  if (ABSL_PREDICT_FALSE(key.empty() || key.size() > max_key_bytes_)) {
+    return CheckKey(key);
   }
-  return FindRowSlow(key, row);
-}
-
-absl::StatusOr<bool> TableCore::FindRowSlow(absl::string_view key,
-                                            Row* row) const {
-  SHMKIT_RETURN_IF_ERROR(CheckKey(key));
-  PrepareRow(row);
-  return FindInBucketSlow(BucketOfKey(key), key, row);
+  const uint32_t b = BucketOfKey(key);
+  PrefetchBlock(b, /*for_write=*/false);
+  return FindInBucket(b, key, row);
 }
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline absl::StatusOr<bool>

@@ -368,12 +368,9 @@ class TableCore {
   // FindRow once the key is checked and its bucket known (and prefetched).
   absl::StatusOr<bool> FindInBucket(uint32_t b, absl::string_view key,
                                     Row* row) const;
-  // Everything FindInBucket's short path leaves: the whole read loop.
+  // Everything FindFast leaves undecided: the whole read loop.
   absl::StatusOr<bool> FindInBucketSlow(uint32_t b, absl::string_view key,
                                         Row* row) const;
-  // FindRow for whatever its short path does not take (bad key, a Row not
-  // yet shaped for this table, a TTL table, ...).
-  absl::StatusOr<bool> FindRowSlow(absl::string_view key, Row* row) const;
   // The short path of a lookup (fast_hits_, `row` already shaped):
   // kUndecided leaves `row` for FindInBucketSlow.
   enum class FastRead { kFound, kAbsent, kUndecided };
