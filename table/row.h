@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/optimization.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -22,6 +23,7 @@ namespace shmkit {
 
 namespace internal {
 struct RowLayout;
+class RowAccess;
 class RowMaker;
 class TableCore;
 }  // namespace internal
@@ -47,6 +49,9 @@ class Row {
   // ::String), inline and unchecked beyond one comparison: a handle of
   // another schema, or a Row that holds nothing, reads as 0 / empty.
   //   if (*table.Find(key, &row)) total += row[hits];
+  // A string whose stored length exceeds its column (only a corrupted
+  // segment holds one: Table::Find does not look, GetString says DataLoss)
+  // reads as empty, never past the Row's buffer.
   int64_t operator[](IntColumn c) const {
     if (!Holds(c.schema)) return 0;
     const std::byte* p = bytes_.data() + c.offset;
@@ -72,6 +77,7 @@ class Row {
     const uint32_t len = c.len_bytes == 1   ? Load<uint8_t>(p + c.len_offset)
                          : c.len_bytes == 2 ? Load<uint16_t>(p + c.len_offset)
                                             : Load<uint32_t>(p + c.len_offset);
+    if (ABSL_PREDICT_FALSE(len > c.max)) return {};
     return {reinterpret_cast<const char*>(p) + c.offset, len};
   }
 
@@ -97,6 +103,7 @@ class Row {
   std::string DebugString() const;
 
  private:
+  friend class internal::RowAccess;
   friend class internal::TableCore;
   friend class internal::RowMaker;
   bool Holds(uint64_t schema) const {

@@ -346,8 +346,8 @@ absl::StatusOr<StringColumn> Schema::String(absl::string_view name) const {
   if (!c.ok()) return c.status();
   const internal::RowLayout layout = internal::ComputeRowLayout(*this);
   const internal::RowLayout::Column& lc = layout.columns[*c];
-  return StringColumn{*c, lc.offset, lc.len_offset, lc.len_bytes,
-                      Fingerprint()};
+  return StringColumn{*c,           lc.offset,       lc.len_offset,
+                      lc.len_bytes, column(*c).size, Fingerprint()};
 }
 
 std::string Schema::DebugString() const {

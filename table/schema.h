@@ -155,6 +155,7 @@ struct StringColumn {  // string and bytes columns
   uint32_t offset = 0;
   uint32_t len_offset = 0;
   uint32_t len_bytes = 1;
+  uint32_t max = 0;  // the column's size: no length read beyond it
   uint64_t schema = 0;
 };
 

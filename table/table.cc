@@ -136,14 +136,25 @@ absl::StatusOr<Table> Table::AttachId(int shmid,
 }
 
 Table::Table() = default;
-Table::Table(std::unique_ptr<TableCore> core) : core_(std::move(core)) {}
+Table::Table(std::unique_ptr<TableCore> core)
+    : core_(std::move(core)), fast_(core_->fast_view()) {}
 Table::Table(std::unique_ptr<internal::TableBackend> backend)
     : backend_(std::move(backend)) {}
 Table Table::FromBackend(std::unique_ptr<internal::TableBackend> backend) {
   return Table(std::move(backend));
 }
-Table::Table(Table&&) noexcept = default;
-Table& Table::operator=(Table&&) noexcept = default;
+Table::Table(Table&& other) noexcept
+    : core_(std::move(other.core_)),
+      backend_(std::move(other.backend_)),
+      fast_(std::exchange(other.fast_, {})) {}
+Table& Table::operator=(Table&& other) noexcept {
+  if (this != &other) {
+    core_ = std::move(other.core_);
+    backend_ = std::move(other.backend_);
+    fast_ = std::exchange(other.fast_, {});
+  }
+  return *this;
+}
 Table::~Table() = default;
 
 const Schema& Table::schema() const {
@@ -162,7 +173,7 @@ absl::StatusOr<Row> Table::Get(absl::string_view key) const {
   return row;
 }
 
-absl::StatusOr<bool> Table::Find(absl::string_view key, Row* row) const {
+absl::StatusOr<bool> Table::FindSlow(absl::string_view key, Row* row) const {
   if (ABSL_PREDICT_FALSE(core_ == nullptr)) {
     if (backend_ == nullptr) return NotOpen();
     return backend_->Find(key, row);

@@ -75,6 +75,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -84,6 +86,7 @@
 #include "shmkit/ipc/key.h"
 #include "shmkit/ipc/object.h"
 #include "shmkit/ipc/segment.h"
+#include "shmkit/table/internal/fast_find.h"
 #include "shmkit/table/row.h"
 #include "shmkit/table/schema.h"
 
@@ -259,7 +262,18 @@ class Table {
   // write on a hot path: a hit costs what Get's does, a miss allocates
   // nothing (Get allocates the NotFound message). Read the columns with the
   // typed handles: `if (*table.Find(key, &row)) n = row[hits];`.
-  absl::StatusOr<bool> Find(absl::string_view key, Row* row) const;
+  //
+  // Inline: the common case (a key in the first rows of its chain, no
+  // writer in its bucket, a Row that held this table's rows before) runs
+  // in the caller's loop, so consecutive lookups' cache misses overlap.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE absl::StatusOr<bool> Find(absl::string_view key,
+                                                         Row* row) const {
+    const internal::FastRead r = internal::FastFind(fast_, key, row);
+    if (ABSL_PREDICT_TRUE(r != internal::FastRead::kUndecided)) {
+      return r == internal::FastRead::kFound;
+    }
+    return FindSlow(key, row);
+  }
   // Find for several keys at once (a request that needs a session, a rate
   // limit and a flag): hashes every key and prefetches every bucket before
   // reading any, so their cache misses overlap instead of following each
@@ -361,9 +375,14 @@ class Table {
  private:
   explicit Table(std::unique_ptr<internal::TableCore> core);
   explicit Table(std::unique_ptr<internal::TableBackend> backend);
+  // Find's every other case (and every error).
+  absl::StatusOr<bool> FindSlow(absl::string_view key, Row* row) const;
   std::unique_ptr<internal::TableCore> core_;
   // Set instead of core_ for other storage; every method tests it first.
   std::unique_ptr<internal::TableBackend> backend_;
+  // core_'s FastFindView (decides nothing without a core): what Find
+  // inlines. Points into core_'s mapping, so it moves with core_.
+  internal::FastFindView fast_;
 };
 
 }  // namespace shmkit

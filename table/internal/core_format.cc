@@ -276,6 +276,21 @@ void TableCore::Bind(const SegmentPlan& plan) {
           {c, row.columns[c].len_offset, row.columns[c].len_bytes, spec.size});
     }
   }
+  fast_ = FastFindView{
+      .blocks = blocks_,
+      .layout = layout_.get(),
+      .capacity = capacity_,
+      .bucket_count = bucket_count_,
+      .block_stride = block_stride_,
+      .stride = stride_,
+      .max_key_bytes = fast_hits_ ? max_key_bytes_ : 0,
+      .prefetch_lines = prefetch_lines_,
+      .key_offset = key_offset_,
+      .key_len_word = key_len_word_,
+      .key_len_shift = key_len_shift_,
+      .key_len_mask = key_len_mask_,
+      .next_offset = next_offset_,
+  };
 }
 
 void TableCore::PrepareRow(Row* out) const {

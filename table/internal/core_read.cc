@@ -18,10 +18,6 @@ namespace {
 
 // Optimistic passes before a reader takes the bucket lock.
 constexpr int kOptimisticAttempts = 32;
-// Rows FindFast visits before it hands over to the full
-// read loop. At workload W's load (0.95 keys per bucket) 98 % of keys are in
-// their chain's first three rows.
-constexpr int kFastChainSteps = 4;
 
 int64_t NowMs() {
   timespec ts;
@@ -117,10 +113,6 @@ absl::Status TableCore::ReadBucketLocked(
 }
 
 absl::StatusOr<bool> TableCore::FindRow(absl::string_view key, Row* row) const {
-  // Kept short on purpose: every instruction between this lookup's miss and
-  // the caller's next one is in the CPU's reorder window, which reaches the
-  // next lookup's loads (and overlaps their misses with this one) only when
-  // the path is small (FindFast, through FindInBucket).
   if (ABSL_PREDICT_FALSE(key.empty() || key.size() > max_key_bytes_)) {
     return CheckKey(key);
   }
@@ -131,9 +123,11 @@ absl::StatusOr<bool> TableCore::FindRow(absl::string_view key, Row* row) const {
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline absl::StatusOr<bool>
 TableCore::FindInBucket(uint32_t b, absl::string_view key, Row* row) const {
-  if (ABSL_PREDICT_TRUE(fast_hits_ && row->layout_ == layout_.get() &&
-                        row->bytes_.size() == stride_)) {
-    const FastRead r = FindFast(b, key, row);
+  // The common case is Table::Find's inline path (fast_find.h); it runs
+  // here too for Get, FindMany and a Find it left undecided (which then
+  // goes on to the full loop).
+  if (ABSL_PREDICT_TRUE(fast_hits_ && RowAccess::Shaped(*row, fast_))) {
+    const FastRead r = FastFindInBucket(fast_, b, key, row);
     if (ABSL_PREDICT_TRUE(r != FastRead::kUndecided)) {
       return r == FastRead::kFound;
     }
@@ -141,51 +135,6 @@ TableCore::FindInBucket(uint32_t b, absl::string_view key, Row* row) const {
     PrepareRow(row);
   }
   return FindInBucketSlow(b, key, row);
-}
-
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline TableCore::FastRead TableCore::FindFast(
-    uint32_t b, absl::string_view key, Row* row) const {
-  // The common lookup, straight through: no writer in the bucket, a key in
-  // the first few rows of its chain (or absent). A short bounded walk, one
-  // copy and one check of the seqlock; everything else (a writer, a long
-  // chain, a bad length or link) is kUndecided, for FindInBucketSlow, which
-  // starts over.
-  const uint64_t& word = seq_head(b);
-  const uint64_t w1 = Load(word, std::memory_order_acquire);
-  uint32_t r = HeadOf(w1);
-  // Unrolled: straight-line code, no step counter.
-#pragma GCC unroll 4
-  for (int steps = 0; steps < kFastChainSteps; ++steps) {
-    if (r == 0) {  // absent, if the pass was consistent
-      std::atomic_thread_fence(std::memory_order_acquire);
-      if (ABSL_PREDICT_FALSE((SeqOf(w1) & 1) != 0 ||
-                             Load(word, std::memory_order_relaxed) != w1)) {
-        return FastRead::kUndecided;
-      }
-      row->present_ = false;
-      return FastRead::kAbsent;
-    }
-    if (ABSL_PREDICT_FALSE(r > capacity_)) return FastRead::kUndecided;
-    const std::byte* p = row_ptr(r - 1);
-    if (!KeyEquals(p, key)) {
-      r = static_cast<uint32_t>(LoadField(p, next_offset_, 4));
-      continue;
-    }
-    // Lengths checked in the shared row, inside the seqlock's window like
-    // the copy.
-    bool bad = (SeqOf(w1) & 1) != 0;
-    for (const TextColumn& t : text_columns_) {
-      bad |= LoadField(p, t.len_offset, t.len_bytes) > t.max;
-    }
-    SharedReadRow(p, row->bytes_.data(), stride_);
-    std::atomic_thread_fence(std::memory_order_acquire);
-    bad |= Load(word, std::memory_order_relaxed) != w1;
-    if (ABSL_PREDICT_FALSE(bad)) return FastRead::kUndecided;
-    row->present_ = true;
-    row->key_in_bytes_ = true;
-    return FastRead::kFound;
-  }
-  return FastRead::kUndecided;
 }
 
 absl::StatusOr<bool> TableCore::FindInBucketSlow(uint32_t b,

@@ -112,6 +112,7 @@
 #include "shmkit/ipc/owner_lock.h"
 #include "shmkit/ipc/process_registry.h"
 #include "shmkit/ipc/segment.h"
+#include "shmkit/table/internal/fast_find.h"
 #include "shmkit/table/internal/hash.h"
 #include "shmkit/table/internal/layout.h"
 #include "shmkit/table/internal/row_io.h"
@@ -214,6 +215,8 @@ class TableCore {
   absl::Status CheckConsistency() const;
 
   void PrepareRow(Row* row) const;
+  // What Table::Find inlines (fast_find.h): valid while this core lives.
+  const FastFindView& fast_view() const { return fast_; }
 
  private:
   TableCore(Segment segment, ProcessRegistry registry, Schema schema,
@@ -225,42 +228,15 @@ class TableCore {
     return blocks_ + static_cast<size_t>(b) * block_stride_;
   }
   // Starts loading every cache line of block `b` (lock, seq_head, home
-  // rows) at once, so they arrive together instead of one after another.
-  // Writers call it before the lock's CAS: a locked instruction lets no later
-  // load start before it completes, so without it the rows' lines would be
-  // fetched only after the lock's.
-  // Unrolled: it runs on every lookup (prefetch_lines_ is 1..4).
+  // rows) at once (PrefetchLines). Writers call it before the lock's CAS: a
+  // locked instruction lets no later load start before it completes, so
+  // without it the rows' lines would be fetched only after the lock's.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void PrefetchBlock(uint32_t b,
                                                   bool for_write) const {
-    const std::byte* blk = block(b);
     if (for_write) {
-      switch (prefetch_lines_) {
-        case 4:
-          __builtin_prefetch(blk + 192, 1);
-          [[fallthrough]];
-        case 3:
-          __builtin_prefetch(blk + 128, 1);
-          [[fallthrough]];
-        case 2:
-          __builtin_prefetch(blk + 64, 1);
-          [[fallthrough]];
-        default:
-          __builtin_prefetch(blk, 1);
-      }
+      PrefetchLines</*kForWrite=*/true>(block(b), prefetch_lines_);
     } else {
-      switch (prefetch_lines_) {
-        case 4:
-          __builtin_prefetch(blk + 192);
-          [[fallthrough]];
-        case 3:
-          __builtin_prefetch(blk + 128);
-          [[fallthrough]];
-        case 2:
-          __builtin_prefetch(blk + 64);
-          [[fallthrough]];
-        default:
-          __builtin_prefetch(blk);
-      }
+      PrefetchLines</*kForWrite=*/false>(block(b), prefetch_lines_);
     }
   }
   uint64_t* lock_word(uint32_t b) const {
@@ -310,31 +286,21 @@ class TableCore {
   void SetRowState(uint32_t r, uint32_t state) const {
     StoreField(row_ptr(r), state_offset_, 2, state);
   }
-  // The one key comparison: length field and bytes, read with atomic word
-  // loads (racy outside the lock: confirm with the seqlock). Key bytes start
-  // on a word in every layout the planner makes today; then whole words are
-  // compared and the last one under a mask (the bytes after the key in that
-  // word belong to the row, never to the caller's key).
+  // The one key comparison (racy outside the lock: confirm with the
+  // seqlock). Key bytes start on a word in every layout the planner makes
+  // today: KeyWordsEqual (fast_find.h); otherwise byte by byte.
   ABSL_ATTRIBUTE_ALWAYS_INLINE bool KeyEquals(const std::byte* row,
                                               absl::string_view key) const {
-    const size_t n = key.size();
-    if (((LoadWord(row + key_len_word_) >> key_len_shift_) & key_len_mask_) !=
-        n) {
-      return false;
-    }
     if (ABSL_PREDICT_FALSE(!key_words_aligned_)) {
+      const size_t n = key.size();
+      if (((LoadWord(row + key_len_word_) >> key_len_shift_) & key_len_mask_) !=
+          n) {
+        return false;
+      }
       return SharedEquals(row, key_offset_, key.data(), n);
     }
-    const std::byte* k = row + key_offset_;
-    const char* d = key.data();
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      if (LoadWord(k + i) != LoadLittle64(d + i)) return false;
-    }
-    if (i == n) return true;
-    const size_t tail = n - i;
-    return (LoadWord(k + i) & ((uint64_t{1} << (8 * tail)) - 1)) ==
-           LoadTail(d + i, tail);
+    return KeyWordsEqual(row, key, key_offset_, key_len_word_, key_len_shift_,
+                         key_len_mask_);
   }
   // The row holding `key` in the chain that starts at `head` (row + 1), as
   // the chain is now: racy outside the bucket lock (confirm with the
@@ -368,13 +334,9 @@ class TableCore {
   // FindRow once the key is checked and its bucket known (and prefetched).
   absl::StatusOr<bool> FindInBucket(uint32_t b, absl::string_view key,
                                     Row* row) const;
-  // Everything FindFast leaves undecided: the whole read loop.
+  // Everything FastFindInBucket leaves undecided: the whole read loop.
   absl::StatusOr<bool> FindInBucketSlow(uint32_t b, absl::string_view key,
                                         Row* row) const;
-  // The short path of a lookup (fast_hits_, `row` already shaped):
-  // kUndecided leaves `row` for FindInBucketSlow.
-  enum class FastRead { kFound, kAbsent, kUndecided };
-  FastRead FindFast(uint32_t b, absl::string_view key, Row* row) const;
   enum class Visit { kNext, kStop };
   // The read loop: calls restart() then visit(row pointer, row index) for
   // each row of bucket b's chain until visit says kStop, and returns once a
@@ -535,7 +497,7 @@ class TableCore {
   uint32_t key_len_shift_ = 0;  // its bit position in that word
   uint64_t key_len_mask_ = 0;
   bool key_words_aligned_ = false;  // key bytes start on a word
-  // FindFast applies: key words aligned, no TTL.
+  // The fast path (fast_find.h) applies: key words aligned, no TTL.
   bool fast_hits_ = false;
   uint32_t next_offset_ = 0;
   uint32_t state_offset_ = 0;
@@ -548,6 +510,8 @@ class TableCore {
     uint32_t max;
   };
   std::vector<TextColumn> text_columns_;
+  // The common lookup's geometry (fast_find.h); Table holds a copy.
+  FastFindView fast_;
 };
 
 }  // namespace shmkit::internal

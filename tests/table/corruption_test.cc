@@ -80,7 +80,22 @@ TEST(Corruption, RandomDamageNeverCrashesOrHangs) {
     ++attached;
     if (t->CheckConsistency().ok()) ++consistent;
     Row row;
-    for (int i = 0; i < 160; i += 7) (void)t->Get(SeqKey(i), &row);
+    const StringColumn s = *t->schema().String("s");
+    for (int i = 0; i < 160; i += 7) {
+      (void)t->Get(SeqKey(i), &row);
+      // Twice through Find: the second lookup takes the inline path.
+      for (int pass = 0; pass < 2; ++pass) {
+        absl::StatusOr<bool> found = t->Find(SeqKey(i), &row);
+        if (found.ok() && *found) {
+          // Every byte the accessors hand out is read (ASan: in bounds).
+          size_t sum = 0;
+          for (char c : row[s]) sum += static_cast<unsigned char>(c);
+          for (char c : row.key()) sum += static_cast<unsigned char>(c);
+          (void)row.DebugString();
+          EXPECT_LE(row[s].size(), 64u) << sum;
+        }
+      }
+    }
     (void)t->Exists("absent");
     uint64_t seen = 0;
     (void)t->ForEach([&](const Row& r) {
@@ -102,6 +117,46 @@ TEST(Corruption, RandomDamageNeverCrashesOrHangs) {
       "passed the consistency check, %.1f s\n",
       attached, consistent, absl::ToDoubleSeconds(absl::Now() - start));
   EXPECT_GT(attached, 100);  // most damage is below the header
+}
+
+// Find's inline path does not re-read string lengths (fast_find.h): a
+// length over its column, which only a damaged segment holds, must still
+// never let a Row be read past its buffer, and the checked paths name it.
+TEST(Corruption, AStringLengthOverItsColumnIsNeverReadPastTheRow) {
+  const Schema schema = WSchema();
+  absl::StatusOr<Table> t = Table::Create(schema, {.capacity = 16});
+  ASSERT_TRUE(t.ok()) << t.status();
+  const StringColumn s = *schema.String("s");
+  const std::string key = "damaged-row-key";
+  ASSERT_TRUE(t->Set(key, {{s, "short"}}).ok());
+  Row row;
+  ASSERT_TRUE(*t->Find(key, &row));  // shapes the Row: the next is inline
+  ASSERT_EQ(row[s], "short");
+
+  // Find the row by its key bytes and give its string the largest length
+  // its one-byte field can hold (255 > 64).
+  const internal::RowLayout layout = internal::ComputeRowLayout(schema);
+  auto* base = static_cast<std::byte*>(t->segment().data());
+  const size_t size = t->segment().size();
+  std::byte* row_start = nullptr;
+  for (size_t at = 0; at + key.size() <= size; ++at) {
+    if (std::memcmp(base + at, key.data(), key.size()) == 0) {
+      row_start = base + at - layout.key_offset;
+      break;
+    }
+  }
+  ASSERT_NE(row_start, nullptr);
+  ASSERT_EQ(layout.columns[s.index].len_bytes, 1u);
+  row_start[layout.columns[s.index].len_offset] = std::byte{255};
+
+  absl::StatusOr<bool> found = t->Find(key, &row);
+  ASSERT_TRUE(found.ok()) << found.status();
+  ASSERT_TRUE(*found);
+  EXPECT_EQ(row[s], "");  // bounded: never 255 bytes from a 64-byte column
+  EXPECT_TRUE(absl::IsDataLoss(row.GetString(s.index).status()));
+  EXPECT_TRUE(absl::IsDataLoss(row.Get("s").status()));
+  EXPECT_NE(row.DebugString().find("DATA_LOSS"), std::string::npos);
+  EXPECT_TRUE(absl::IsDataLoss(t->CheckConsistency()));
 }
 
 }  // namespace

@@ -230,10 +230,20 @@ TEST(FastApi, AnEmptyTableRefusesEveryCall) {
   t = *std::move(opened);
   EXPECT_TRUE(t.is_open());
   ASSERT_TRUE(t.Set("k", {{"hits", 1}}).ok());
+  Row shaped;  // shaped for t's rows: Find's inline path would take it
+  ASSERT_TRUE(*t.Find("k", &shaped));
   Table moved = std::move(t);
   EXPECT_FALSE(t.is_open());  // NOLINT(bugprone-use-after-move)
   EXPECT_THAT(t.Get("k"), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(t.Find("k", &shaped),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_EQ(*moved.GetColumn("k", "hits"), Value(1));
+  EXPECT_TRUE(*moved.Find("k", &shaped));
+  // Moved back by assignment: the inline path goes with the table.
+  t = std::move(moved);
+  EXPECT_TRUE(*t.Find("k", &shaped));
+  EXPECT_THAT(moved.Find("k", &shaped),  // NOLINT(bugprone-use-after-move)
+              StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 TEST(FastApi, StatsSayWhichPagesBackTheTable) {
