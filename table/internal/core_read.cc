@@ -207,7 +207,13 @@ absl::Status TableCore::FindMany(absl::Span<const absl::string_view> keys,
                                                    rows.size(), " rows and ",
                                                    found.size(), " results"));
   }
-  for (absl::string_view key : keys) SHMKIT_RETURN_IF_ERROR(CheckKey(key));
+  // The keys' bytes are requested while checking them: a caller's keys are
+  // rarely in cache (strings of a request, or of an array), and the hashing
+  // below would otherwise wait for each in turn.
+  for (absl::string_view key : keys) {
+    SHMKIT_RETURN_IF_ERROR(CheckKey(key));
+    __builtin_prefetch(key.data());
+  }
   // Hash a group of keys and prefetch every block first, so the group's
   // cache misses overlap; then look each up (its block is on the way),
   // without hashing it again.
