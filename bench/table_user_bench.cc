@@ -300,10 +300,11 @@ struct FloorBlocks {
   }
 };
 
-FloorBlocks MakeFloorBlocks() {
+FloorBlocks MakeFloorBlocks(HugePages pages = HugePages::kNo) {
   const TablePlan plan = *Table::Plan(WSchema(), {.capacity = kCapacity});
   FloorBlocks f;
-  f.segment = *Segment::Create({.bytes = plan.total_bytes});
+  f.segment =
+      *Segment::Create({.bytes = plan.total_bytes, .huge_pages = pages});
   f.base = static_cast<std::byte*>(f.segment->data());
   f.row_bytes = plan.row_bytes;
   f.block_bytes = 16 + 2 * plan.row_bytes;
@@ -315,8 +316,8 @@ FloorBlocks MakeFloorBlocks() {
   return f;
 }
 
-void UserGetRow_FloorOneMissCopy(benchmark::State& state) {
-  const FloorBlocks f = MakeFloorBlocks();
+void FloorOneMissCopy(benchmark::State& state, HugePages pages) {
+  const FloorBlocks f = MakeFloorBlocks(pages);
   std::vector<std::byte> row(f.row_bytes);
   int64_t sum = 0;
   uint64_t i = 0;
@@ -333,8 +334,24 @@ void UserGetRow_FloorOneMissCopy(benchmark::State& state) {
   if (sum < static_cast<int64_t>(state.iterations()) / 2) {
     state.SkipWithError("the floor's keys were not where it looked");
   }
+  if (absl::StatusOr<PageUsage> usage = f.segment->Pages(); usage.ok()) {
+    state.counters["page_bytes"] = static_cast<double>(usage->page_bytes);
+  }
+}
+
+void UserGetRow_FloorOneMissCopy(benchmark::State& state) {
+  FloorOneMissCopy(state, HugePages::kNo);
 }
 BENCHMARK(UserGetRow_FloorOneMissCopy);
+
+// The same floor with transparent huge pages: what huge pages give any
+// one-miss design on this host (on a VM whose memory the host maps with
+// 4 KiB pages, the TLB still holds 4 KiB translations).
+void UserGetRow_FloorOneMissCopyHuge(benchmark::State& state) {
+  if (SkipWithoutHuge(state, true)) return;
+  FloorOneMissCopy(state, HugePages::kTransparent);
+}
+BENCHMARK(UserGetRow_FloorOneMissCopyHuge);
 
 void UserIncr_FloorLockCompareAdd(benchmark::State& state) {
   const FloorBlocks f = MakeFloorBlocks();
@@ -670,6 +687,8 @@ std::vector<Ratio> UserRatios() {
       {"UserIncr_Shmkit", "UserIncr_FloorLockedAdd", 0},
       {"UserGetRow_Boost", "UserGetRow_FloorOneMissCopy", 0},
       {"UserGetRow_Shmkit/huge:0", "UserGetRow_FloorOneMissCopy", 0},
+      {"UserGetRow_FloorOneMissCopyHuge", "UserGetRow_FloorOneMissCopy", 0},
+      {"UserGetRow_Shmkit/huge:1", "UserGetRow_FloorOneMissCopyHuge", 0},
       {"UserIncr_Boost", "UserIncr_FloorLockCompareAdd", 0},
       {"UserIncr_Shmkit", "UserIncr_FloorLockCompareAdd", 0},
       {"UserMixed90_10_2proc_Shmkit/min_time:1.000",
