@@ -70,6 +70,7 @@ absl::StatusOr<int64_t> AtomicCounter::AddChecked(int64_t delta) {
 }
 
 absl::Status AtomicCounter::Set(int64_t value) {
+  if (body_ == nullptr) return MovedFrom();
   if (absl::Status st = CheckCounterRange(value, "value"); !st.ok()) return st;
   internal::Store(body_->value, value, std::memory_order_seq_cst);
   internal::NotifyIfWaiting(body_->seq, body_->wait_flag);
@@ -78,6 +79,7 @@ absl::Status AtomicCounter::Set(int64_t value) {
 
 absl::StatusOr<bool> AtomicCounter::CompareAndSet(int64_t expected,
                                                   int64_t desired) {
+  if (body_ == nullptr) return MovedFrom();
   if (absl::Status st = CheckCounterRange(desired, "value"); !st.ok())
     return st;
   const bool swapped = internal::Ref(body_->value)
@@ -89,6 +91,7 @@ absl::StatusOr<bool> AtomicCounter::CompareAndSet(int64_t expected,
 
 absl::StatusOr<int64_t> AtomicCounter::WaitUntil(
     absl::FunctionRef<bool(int64_t)> pred, absl::Duration timeout) {
+  if (body_ == nullptr) return MovedFrom();
   return internal::WaitForCondition<int64_t>(
       body_->seq, body_->wait_flag,
       [this] {
@@ -98,6 +101,7 @@ absl::StatusOr<int64_t> AtomicCounter::WaitUntil(
 }
 
 absl::Status AtomicCounter::Wake() {
+  if (body_ == nullptr) return MovedFrom();
   internal::WakeAll(body_->seq);
   return absl::OkStatus();
 }

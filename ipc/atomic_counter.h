@@ -11,7 +11,9 @@
 #define SHMKIT_IPC_ATOMIC_COUNTER_H_
 
 #include <cstdint>
+#include <utility>
 
+#include "absl/base/optimization.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "shmkit/ipc/counter.h"
@@ -32,10 +34,20 @@ class AtomicCounter final : public Counter {
   static absl::StatusOr<AtomicCounter> AttachId(
       int shmid, const ObjectAttachOptions& options = {});
 
-  AtomicCounter(AtomicCounter&&) noexcept = default;
-  AtomicCounter& operator=(AtomicCounter&&) noexcept = default;
+  // A moved-from counter answers FailedPrecondition to every call.
+  AtomicCounter(AtomicCounter&& other) noexcept
+      : segment_(std::move(other.segment_)),
+        body_(std::exchange(other.body_, nullptr)) {}
+  AtomicCounter& operator=(AtomicCounter&& other) noexcept {
+    if (this != &other) {
+      segment_ = std::move(other.segment_);
+      body_ = std::exchange(other.body_, nullptr);
+    }
+    return *this;
+  }
 
   absl::StatusOr<int64_t> Add(int64_t delta) override {
+    if (ABSL_PREDICT_FALSE(body_ == nullptr)) return MovedFrom();
     // Fast path: one fetch_add, checked afterwards (see the range note in
     // counter.h for why this cannot overflow). A result outside the range
     // is undone; a large delta takes the exact CAS loop.
@@ -54,6 +66,7 @@ class AtomicCounter final : public Counter {
     return AddChecked(delta);
   }
   absl::StatusOr<int64_t> Get() const override {
+    if (ABSL_PREDICT_FALSE(body_ == nullptr)) return MovedFrom();
     return internal::Load(body_->value, std::memory_order_seq_cst);
   }
   absl::Status Set(int64_t value) override;
@@ -70,9 +83,10 @@ class AtomicCounter final : public Counter {
  private:
   explicit AtomicCounter(Segment segment);
   absl::StatusOr<int64_t> AddChecked(int64_t delta);
+  static absl::Status MovedFrom() { return CounterMovedFrom("AtomicCounter"); }
 
   Segment segment_;
-  internal::CounterBody* body_;
+  internal::CounterBody* body_;  // nullptr once moved from
 };
 
 }  // namespace shmkit

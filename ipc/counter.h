@@ -44,6 +44,12 @@ inline absl::Status CheckCounterRange(int64_t value, absl::string_view what) {
                    kCounterMin, ", ", kCounterMax, "]"));
 }
 
+// What every call on a counter that was moved from answers.
+inline absl::Status CounterMovedFrom(absl::string_view kind) {
+  return absl::FailedPreconditionError(
+      absl::StrCat(kind, " is empty (it was moved from)"));
+}
+
 struct CounterOptions {
   // IPC_PRIVATE (default): shared with processes forked after Create().
   // A key: attachable by unrelated processes, persists until Remove().

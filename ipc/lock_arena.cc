@@ -85,6 +85,10 @@ absl::StatusOr<LockArena> LockArena::AttachId(
 }
 
 absl::StatusOr<OwnerLock> LockArena::lock(uint32_t index) {
+  if (count_ == 0) {
+    return absl::FailedPreconditionError(
+        "LockArena is empty (it was moved from)");
+  }
   if (index >= count_) {
     return absl::InvalidArgumentError(
         absl::StrCat("lock index ", index, " outside 0..", count_ - 1));

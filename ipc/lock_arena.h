@@ -14,6 +14,7 @@
 #define SHMKIT_IPC_LOCK_ARENA_H_
 
 #include <cstdint>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -41,8 +42,20 @@ class LockArena {
   static absl::StatusOr<LockArena> AttachId(
       int shmid, const ObjectAttachOptions& options = {});
 
-  LockArena(LockArena&&) noexcept = default;
-  LockArena& operator=(LockArena&&) noexcept = default;
+  // A moved-from arena has no locks: lock() and Acquire() answer
+  // FailedPrecondition, count() is 0.
+  LockArena(LockArena&& other) noexcept
+      : segment_(std::move(other.segment_)),
+        registry_(std::move(other.registry_)),
+        count_(std::exchange(other.count_, 0)) {}
+  LockArena& operator=(LockArena&& other) noexcept {
+    if (this != &other) {
+      segment_ = std::move(other.segment_);
+      registry_ = std::move(other.registry_);
+      count_ = std::exchange(other.count_, 0);
+    }
+    return *this;
+  }
 
   // Lock `index` (< count()). InvalidArgument for an index out of range.
   absl::StatusOr<OwnerLock> lock(uint32_t index);

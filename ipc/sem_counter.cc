@@ -96,6 +96,7 @@ absl::StatusOr<SemCounter::Holder> SemCounter::Acquired() {
 }
 
 absl::StatusOr<SemCounter::Holder> SemCounter::Lock() {
+  if (body_ == nullptr) return MovedFrom();
   // A contended System V semaphore hands off through the scheduler: a
   // release completes a sleeping waiter's decrement and wakes it, so each
   // contended operation costs two context switches (the 4-process test took
@@ -114,6 +115,7 @@ absl::StatusOr<SemCounter::Holder> SemCounter::Lock() {
 }
 
 absl::StatusOr<SemCounter::Holder> SemCounter::LockFor(absl::Duration timeout) {
+  if (body_ == nullptr) return MovedFrom();
   if (absl::Status st = sem_.AcquireFor(0, timeout); !st.ok()) return st;
   return Acquired();
 }
@@ -139,6 +141,7 @@ void SemCounter::Holder::set_value(int64_t value) {
 }
 
 absl::StatusOr<int64_t> SemCounter::Add(int64_t delta) {
+  if (body_ == nullptr) return MovedFrom();
   absl::StatusOr<Holder> holder = Lock();
   if (!holder.ok()) return holder.status();
   int64_t next;
@@ -153,10 +156,12 @@ absl::StatusOr<int64_t> SemCounter::Add(int64_t delta) {
 }
 
 absl::StatusOr<int64_t> SemCounter::Get() const {
+  if (body_ == nullptr) return MovedFrom();
   return Load(body_->value, std::memory_order_seq_cst);
 }
 
 absl::Status SemCounter::Set(int64_t value) {
+  if (body_ == nullptr) return MovedFrom();
   if (absl::Status st = CheckCounterRange(value, "value"); !st.ok()) return st;
   absl::StatusOr<Holder> holder = Lock();
   if (!holder.ok()) return holder.status();
@@ -166,6 +171,7 @@ absl::Status SemCounter::Set(int64_t value) {
 
 absl::StatusOr<bool> SemCounter::CompareAndSet(int64_t expected,
                                                int64_t desired) {
+  if (body_ == nullptr) return MovedFrom();
   if (absl::Status st = CheckCounterRange(desired, "value"); !st.ok())
     return st;
   absl::StatusOr<Holder> holder = Lock();
@@ -177,6 +183,7 @@ absl::StatusOr<bool> SemCounter::CompareAndSet(int64_t expected,
 
 absl::StatusOr<int64_t> SemCounter::WaitUntil(
     absl::FunctionRef<bool(int64_t)> pred, absl::Duration timeout) {
+  if (body_ == nullptr) return MovedFrom();
   return internal::WaitForCondition<int64_t>(
       body_->seq, body_->wait_flag,
       [this] { return Load(body_->value, std::memory_order_seq_cst); }, pred,
@@ -184,15 +191,18 @@ absl::StatusOr<int64_t> SemCounter::WaitUntil(
 }
 
 absl::Status SemCounter::Wake() {
+  if (body_ == nullptr) return MovedFrom();
   internal::WakeAll(body_->seq);
   return absl::OkStatus();
 }
 
 uint64_t SemCounter::dead_holders() const {
+  if (body_ == nullptr) return 0;
   return Load(body_->dead_holders, std::memory_order_relaxed);
 }
 
 pid_t SemCounter::last_dead_holder() const {
+  if (body_ == nullptr) return 0;
   return Load(body_->last_dead_pid, std::memory_order_relaxed);
 }
 

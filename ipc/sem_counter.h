@@ -46,8 +46,21 @@ class SemCounter final : public Counter {
   static absl::StatusOr<SemCounter> AttachId(
       int shmid, const ObjectAttachOptions& options = {});
 
-  SemCounter(SemCounter&&) noexcept = default;
-  SemCounter& operator=(SemCounter&&) noexcept = default;
+  // A moved-from counter answers FailedPrecondition to every call (and 0
+  // to dead_holders() / last_dead_holder()). A Holder must not outlive, or
+  // see moved, the counter it holds.
+  SemCounter(SemCounter&& other) noexcept
+      : segment_(std::move(other.segment_)),
+        sem_(std::move(other.sem_)),
+        body_(std::exchange(other.body_, nullptr)) {}
+  SemCounter& operator=(SemCounter&& other) noexcept {
+    if (this != &other) {
+      segment_ = std::move(other.segment_);
+      sem_ = std::move(other.sem_);
+      body_ = std::exchange(other.body_, nullptr);
+    }
+    return *this;
+  }
 
   // Holds the counter's semaphore for a scope (released by the destructor).
   // For read-modify-write sequences longer than one call.
@@ -106,10 +119,11 @@ class SemCounter final : public Counter {
   SemCounter(Segment segment, SemaphoreSet sem);
   absl::StatusOr<Holder> Acquired();
   void Release();
+  static absl::Status MovedFrom() { return CounterMovedFrom("SemCounter"); }
 
   Segment segment_;
   SemaphoreSet sem_;
-  internal::CounterBody* body_;
+  internal::CounterBody* body_;  // nullptr once moved from
 };
 
 }  // namespace shmkit

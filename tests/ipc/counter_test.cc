@@ -43,6 +43,33 @@ TYPED_TEST(CounterTest, AddSubGetSet) {
   EXPECT_EQ(*c->Get(), 42);
 }
 
+// A moved-from counter answers every call with FailedPrecondition (it
+// used to follow a pointer into the segment that moved away); the moved-to
+// one, constructed or assigned, is the counter.
+TYPED_TEST(CounterTest, AMovedFromCounterRefusesEveryCall) {
+  absl::StatusOr<TypeParam> made = TypeParam::Create({.initial_value = 3});
+  ASSERT_TRUE(made.ok()) << made.status();
+  TypeParam a = *std::move(made);
+  TypeParam b = std::move(a);
+  const auto moved_from = [](TypeParam& c) {
+    EXPECT_THAT(c.Add(1), StatusIsWith(absl::StatusCode::kFailedPrecondition,
+                                       "moved from"));
+    EXPECT_THAT(c.Get(), StatusIs(absl::StatusCode::kFailedPrecondition));
+    EXPECT_THAT(c.Set(1), StatusIs(absl::StatusCode::kFailedPrecondition));
+    EXPECT_THAT(c.CompareAndSet(3, 4),
+                StatusIs(absl::StatusCode::kFailedPrecondition));
+    EXPECT_THAT(c.WaitUntil([](int64_t) { return true; }, absl::Seconds(1)),
+                StatusIs(absl::StatusCode::kFailedPrecondition));
+    EXPECT_THAT(c.Wake(), StatusIs(absl::StatusCode::kFailedPrecondition));
+    EXPECT_THAT(c.Remove(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  };
+  moved_from(a);  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(*b.Add(1), 4);
+  a = std::move(b);
+  moved_from(b);  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(*a.Get(), 4);
+}
+
 TYPED_TEST(CounterTest, InitialValueOutsideTheRangeIsRefused) {
   EXPECT_THAT(TypeParam::Create({.initial_value = kCounterMax + 1}),
               StatusIsWith(absl::StatusCode::kOutOfRange, "initial value"));
@@ -172,6 +199,19 @@ TEST(CounterKinds, AttachingAnUnpublishedObjectTimesOut) {
       AtomicCounter::Attach(key, {.init_timeout = absl::Milliseconds(20)}),
       StatusIsWith(absl::StatusCode::kFailedPrecondition, "never published"));
   ASSERT_TRUE(s->Remove().ok());
+}
+
+TEST(SemCounter, AMovedFromCounterCannotBeLocked) {
+  absl::StatusOr<SemCounter> a = SemCounter::Create();
+  ASSERT_TRUE(a.ok()) << a.status();
+  SemCounter b = *std::move(a);
+  EXPECT_THAT(a->Lock(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(a->LockFor(absl::Seconds(1)),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(a->dead_holders(), 0u);
+  EXPECT_EQ(a->last_dead_holder(), 0);
+  absl::StatusOr<SemCounter::Holder> h = b.Lock();
+  ASSERT_TRUE(h.ok()) << h.status();
 }
 
 TEST(SemCounter, HolderSeesACleanPredecessor) {

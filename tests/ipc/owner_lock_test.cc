@@ -40,6 +40,29 @@ TEST(OwnerLock, LockUnlockAndOwner) {
   EXPECT_THAT(arena->lock(2), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+TEST(OwnerLock, AMovedFromArenaHasNoLocks) {
+  absl::StatusOr<LockArena> made = LockArena::Create({.locks = 2});
+  ASSERT_TRUE(made.ok()) << made.status();
+  LockArena a = *std::move(made);
+  LockArena b = std::move(a);
+  EXPECT_EQ(a.count(), 0u);  // NOLINT(bugprone-use-after-move)
+  EXPECT_THAT(a.lock(0), StatusIsWith(absl::StatusCode::kFailedPrecondition,
+                                      "moved from"));
+  EXPECT_THAT(a.Acquire(0, absl::Seconds(1)),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(a.Remove(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  {
+    absl::StatusOr<OwnerLockGuard> g = b.Acquire(1, absl::Seconds(1));
+    ASSERT_TRUE(g.ok()) << g.status();
+  }
+  a = std::move(b);
+  EXPECT_EQ(a.count(), 2u);
+  EXPECT_THAT(b.lock(0),  // NOLINT(bugprone-use-after-move)
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  absl::StatusOr<OwnerLockGuard> g = a.Acquire(0, absl::Seconds(1));
+  EXPECT_TRUE(g.ok()) << g.status();
+}
+
 TEST(OwnerLock, ReacquiringIsAnErrorNotADeadlock) {
   absl::StatusOr<LockArena> arena = LockArena::Create({});
   ASSERT_TRUE(arena.ok());
