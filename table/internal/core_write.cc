@@ -541,6 +541,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TableCore::IncrementShort(
                           *result >= -hi - 1 && *result <= hi)) {
       StoreField(p, offset, width, static_cast<uint64_t>(*result));
       MaybeCrash(CrashPoint::kAfterSingleStore);
+      // Unlock fails only when the word no longer holds our token, and only
+      // a waiter that proved this process dead replaces it (owner_lock.h):
+      // never while we run. Ignored, as OwnerLockGuard does.
       (void)lock.Unlock(*me);
       return true;
     }

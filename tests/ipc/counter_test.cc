@@ -64,10 +64,14 @@ TYPED_TEST(CounterTest, AMovedFromCounterRefusesEveryCall) {
     EXPECT_THAT(c.Remove(), StatusIs(absl::StatusCode::kFailedPrecondition));
   };
   moved_from(a);  // NOLINT(bugprone-use-after-move)
-  EXPECT_EQ(*b.Add(1), 4);
+  absl::StatusOr<int64_t> added = b.Add(1);
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_EQ(*added, 4);
   a = std::move(b);
   moved_from(b);  // NOLINT(bugprone-use-after-move)
-  EXPECT_EQ(*a.Get(), 4);
+  absl::StatusOr<int64_t> value = a.Get();
+  ASSERT_TRUE(value.ok()) << value.status();
+  EXPECT_EQ(*value, 4);
 }
 
 TYPED_TEST(CounterTest, InitialValueOutsideTheRangeIsRefused) {
