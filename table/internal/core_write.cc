@@ -542,8 +542,11 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TableCore::IncrementShort(
       StoreField(p, offset, width, static_cast<uint64_t>(*result));
       MaybeCrash(CrashPoint::kAfterSingleStore);
       // Unlock fails only when the word no longer holds our token, and only
-      // a waiter that proved this process dead replaces it (owner_lock.h):
-      // never while we run. Ignored, as OwnerLockGuard does.
+      // a waiter that found this process dead replaces it (owner_lock.h):
+      // never while we run, unless a supervisor misused MarkDead on a live
+      // pid (it is for reaped children). The add is stored either way and
+      // no record exists to undo it, so the status is dropped, as
+      // OwnerLockGuard drops it.
       (void)lock.Unlock(*me);
       return true;
     }
