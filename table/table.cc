@@ -326,20 +326,28 @@ absl::StatusOr<int64_t> Table::Incr(absl::string_view key, IntColumn column,
   return Incr(key, ColumnRef(column), delta, options);
 }
 
-absl::StatusOr<int64_t> Table::Decr(absl::string_view key, ColumnRef column,
-                                    int64_t delta, const IncrOptions& options) {
+namespace {
+
+// Decr(delta) is Incr(-delta); INT64_MIN has no negation in int64_t.
+absl::StatusOr<int64_t> DecrDelta(int64_t delta) {
   if (delta == std::numeric_limits<int64_t>::min()) {
     return absl::OutOfRangeError("cannot decrement by INT64_MIN");
   }
-  return Incr(key, column, -delta, options);
+  return -delta;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> Table::Decr(absl::string_view key, ColumnRef column,
+                                    int64_t delta, const IncrOptions& options) {
+  SHMKIT_ASSIGN_OR_RETURN(const int64_t up, DecrDelta(delta));
+  return Incr(key, column, up, options);
 }
 
 absl::StatusOr<int64_t> Table::Decr(absl::string_view key, IntColumn column,
                                     int64_t delta, const IncrOptions& options) {
-  if (delta == std::numeric_limits<int64_t>::min()) {
-    return absl::OutOfRangeError("cannot decrement by INT64_MIN");
-  }
-  return Incr(key, column, -delta, options);
+  SHMKIT_ASSIGN_OR_RETURN(const int64_t up, DecrDelta(delta));
+  return Incr(key, column, up, options);
 }
 
 absl::StatusOr<double> Table::IncrFloat(absl::string_view key, ColumnRef column,

@@ -92,6 +92,16 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void PrefetchLines(const std::byte* blk,
   }
 }
 
+// Whether the row's key length field holds `n` (an atomic word load: racy
+// outside the bucket lock, like every read here).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool KeyLengthIs(const std::byte* row,
+                                                     size_t n,
+                                                     uint32_t key_len_word,
+                                                     uint32_t key_len_shift,
+                                                     uint64_t key_len_mask) {
+  return ((LoadWord(row + key_len_word) >> key_len_shift) & key_len_mask) == n;
+}
+
 // Whether the row's key is `key`: length field and bytes, read with atomic
 // word loads (racy outside the bucket lock: confirm with the seqlock). The
 // key bytes start on a word: whole words are compared and the last one
@@ -101,7 +111,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool KeyWordsEqual(
     const std::byte* row, absl::string_view key, uint32_t key_offset,
     uint32_t key_len_word, uint32_t key_len_shift, uint64_t key_len_mask) {
   const size_t n = key.size();
-  if (((LoadWord(row + key_len_word) >> key_len_shift) & key_len_mask) != n) {
+  if (!KeyLengthIs(row, n, key_len_word, key_len_shift, key_len_mask)) {
     return false;
   }
   const std::byte* k = row + key_offset;

@@ -292,12 +292,9 @@ class TableCore {
   ABSL_ATTRIBUTE_ALWAYS_INLINE bool KeyEquals(const std::byte* row,
                                               absl::string_view key) const {
     if (ABSL_PREDICT_FALSE(!key_words_aligned_)) {
-      const size_t n = key.size();
-      if (((LoadWord(row + key_len_word_) >> key_len_shift_) & key_len_mask_) !=
-          n) {
-        return false;
-      }
-      return SharedEquals(row, key_offset_, key.data(), n);
+      return KeyLengthIs(row, key.size(), key_len_word_, key_len_shift_,
+                         key_len_mask_) &&
+             SharedEquals(row, key_offset_, key.data(), key.size());
     }
     return KeyWordsEqual(row, key, key_offset_, key_len_word_, key_len_shift_,
                          key_len_mask_);
