@@ -16,8 +16,13 @@
 //   - the slot is free or marked dead, or
 //   - kill(pid, 0) says ESRCH, or the pid now belongs to another process:
 //     another identity, or, where the identity is unknown, another start
-//     time.
-// A zombie is alive until reaped; EPERM from kill means alive.
+//     time, or
+//   - the process has exited and only its parent's wait remains (a zombie
+//     whose threads have all exited, /proc/<pid>/stat): it never runs
+//     again, so its locks are taken over at its death, not at its reap.
+// EPERM from kill means alive; so does a stopped process, and a process
+// whose main thread exited while other threads run (its leader shows as a
+// zombie, but other threads are still counted).
 //
 // Pid reuse. A pid freed by a dead owner may be given to a new process at
 // once (pid_max wraps, or ns_last_pid is set). The start time counts clock
@@ -167,11 +172,10 @@ class ProcessRegistry {
   // process left, at once. Called on the thread that calls
   // MarkDeadInAllOpen, without locks held; that thread must not be closing
   // the owner meanwhile. Replaces any earlier one; inherited across fork.
-  // The recovery may wait for a lock held by another child that has just
-  // died: that child counts as alive until it is reaped, so a supervisor
-  // that reaps on the same thread that calls MarkDeadInAllOpen can wait up
-  // to the lock timeout. Reap on a thread of its own (as `shmkit faults`
-  // does), or reap every child that has exited before the call.
+  // The recovery may meet a lock held by another child that has just died
+  // and is not reaped yet: that child counts as dead once it has exited
+  // (see the file comment), so the recovery takes its lock over too rather
+  // than wait for the reap.
   void OnMarkedDead(std::function<void()> fn);
 
   // The per-slot user area and pin word.

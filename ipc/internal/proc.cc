@@ -11,6 +11,8 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -43,7 +45,7 @@ const int kAtForkRegistered = pthread_atfork(nullptr, nullptr, &ResetAfterFork);
 
 }  // namespace
 
-absl::StatusOr<uint64_t> ProcessStartTime(pid_t pid) {
+absl::StatusOr<ProcStat> ReadProcStat(pid_t pid) {
   const std::string path = absl::StrCat("/proc/", pid, "/stat");
   const int fd =
       RetryOnEintr([&] { return open(path.c_str(), O_RDONLY | O_CLOEXEC); });
@@ -73,14 +75,24 @@ absl::StatusOr<uint64_t> ProcessStartTime(pid_t pid) {
   if (close_paren == absl::string_view::npos) {
     return absl::InternalError(absl::StrCat("unparsable ", path));
   }
-  // After ") " come field 3 (state) onwards; field 22 is the 20th of those.
+  // After ") " come field 3 (state) onwards: field k is fields[k - 3].
   std::vector<absl::string_view> fields =
       absl::StrSplit(line.substr(close_paren + 1), ' ', absl::SkipEmpty());
-  uint64_t start = 0;
-  if (fields.size() < 20 || !absl::SimpleAtoi(fields[19], &start)) {
-    return absl::InternalError(absl::StrCat("unparsable field 22 in ", path));
+  ProcStat stat;
+  if (fields.size() < 20 || fields[0].size() != 1 ||
+      !absl::SimpleAtoi(fields[17], &stat.threads) ||
+      !absl::SimpleAtoi(fields[19], &stat.start_time)) {
+    return absl::InternalError(
+        absl::StrCat("unparsable fields 3, 20 or 22 in ", path));
   }
-  return start;
+  stat.state = fields[0][0];
+  return stat;
+}
+
+absl::StatusOr<uint64_t> ProcessStartTime(pid_t pid) {
+  absl::StatusOr<ProcStat> stat = ReadProcStat(pid);
+  if (!stat.ok()) return stat.status();
+  return stat->start_time;
 }
 
 pid_t SelfPid() {
@@ -137,9 +149,20 @@ uint64_t SelfIdentity() {
 bool ProcessAlive(pid_t pid, uint64_t start_time, uint64_t identity) {
   if (pid <= 0) return false;
   if (kill(pid, 0) == -1 && errno == ESRCH) return false;
-  // Alive, or EPERM (exists, not ours). Another identity or another start
-  // time means the pid was reused by another process after the one we knew
-  // died (either fact of a live process never changes).
+  // It exists (kill succeeded or gave EPERM: not ours), maybe as a zombie.
+  const absl::StatusOr<ProcStat> stat = ReadProcStat(pid);
+  if (absl::IsNotFound(stat.status())) return false;
+  // Exited: every thread has left (the leader is a zombie and the only one
+  // counted) and only the parent's wait remains; it never runs again. A
+  // zombie leader with threads still counted is a process whose main thread
+  // called pthread_exit: alive.
+  if (stat.ok() && (stat->state == 'Z' || stat->state == 'X') &&
+      stat->threads <= 1) {
+    return false;
+  }
+  // Another identity or another start time means the pid was reused by
+  // another process after the one we knew died (either fact of a live
+  // process never changes).
   if (identity != 0) {
     absl::StatusOr<uint64_t> now = ProcessIdentity(pid);
     if (absl::IsNotFound(now.status())) return false;
@@ -147,10 +170,8 @@ bool ProcessAlive(pid_t pid, uint64_t start_time, uint64_t identity) {
     // Same identity, or cannot tell this way: the start time has its say.
   }
   if (start_time == 0) return true;
-  absl::StatusOr<uint64_t> now = ProcessStartTime(pid);
-  if (absl::IsNotFound(now.status())) return false;
-  if (!now.ok()) return true;  // cannot tell: never declare a live owner dead
-  return *now == start_time;
+  if (!stat.ok()) return true;  // cannot tell: never declare a live owner dead
+  return stat->start_time == start_time;
 }
 
 }  // namespace shmkit::internal

@@ -12,6 +12,15 @@
 
 namespace shmkit::internal {
 
+// What /proc/<pid>/stat says of a process, the fields liveness needs.
+struct ProcStat {
+  char state = '?';         // field 3: R, S, D, T, Z (zombie), X (dead)...
+  int64_t threads = 0;      // field 20: threads counted, a zombie leader too
+  uint64_t start_time = 0;  // field 22: clock ticks after boot
+};
+// NotFound when the process does not exist (a zombie still exists).
+absl::StatusOr<ProcStat> ReadProcStat(pid_t pid);
+
 // Start time of `pid` in clock ticks after boot: field 22 of /proc/<pid>/stat.
 // NotFound when the process does not exist. A zombie still has one.
 absl::StatusOr<uint64_t> ProcessStartTime(pid_t pid);
@@ -42,13 +51,17 @@ absl::StatusOr<uint64_t> ProcessIdentity(pid_t pid);
 uint64_t SelfIdentity();
 
 // Whether the process `pid` that started at `start_time`, with identity
-// `identity` (ProcessIdentity), still exists. Dead: kill(pid, 0) says ESRCH,
-// or the pid now belongs to another process: a different identity (when
-// both are known) or a different start time. Alive: kill
-// succeeds or gives EPERM (it exists but belongs to someone else). A zombie
-// is alive until reaped. `start_time` 0 means "unknown" too: with both
-// unknown only the pid is checked, and a pid reused within one clock tick of
-// the death reads as the same process (see process_registry.h).
+// `identity` (ProcessIdentity), is still alive. Dead: kill(pid, 0) says
+// ESRCH; or the process has exited and awaits only its parent's wait (a
+// zombie whose threads have all exited: it never runs again, so what it
+// held can be taken over without waiting for the reap); or the pid now
+// belongs to another process: a different identity (when both are known)
+// or a different start time. Alive otherwise: kill succeeds or gives EPERM
+// (it exists but belongs to someone else), including a stopped process and
+// one whose main thread exited while others run. `start_time` 0 means
+// "unknown" too: with both unknown only the pid and the zombie state are
+// checked, and a pid reused within one clock tick of the death reads as the
+// same process (see process_registry.h).
 bool ProcessAlive(pid_t pid, uint64_t start_time, uint64_t identity = 0);
 
 }  // namespace shmkit::internal

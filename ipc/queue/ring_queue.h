@@ -53,8 +53,8 @@
 // message there, and a consumer that finds the ring empty takes the claim
 // over (at most once per dead_owner_check; a blocked consumer notices within
 // 200 ms, at once when woken). A live owner is never replaced, however
-// slow. A zombie counts as alive until its parent reaps it (or calls
-// ProcessRegistry::MarkDeadInAllOpen).
+// slow. A process that has exited counts as dead before its parent reaps
+// it (process_registry.h).
 //
 // Lifetime: a private ring is marked for removal at creation (the kernel
 // frees it when the last process detaches, even if all are killed); Close()

@@ -72,7 +72,12 @@ struct FastFindView {
 
 // Starts loading every cache line of a block (lock, seq_head, home rows) at
 // once, so they arrive together instead of one after another. `lines` is
-// 1..4 (unrolled: it runs on every lookup).
+// 1..4 (unrolled: it runs on every lookup). kForWrite is only a hint: built
+// for x86-64's baseline instruction set (no -mprfchw), GCC emits the same
+// read prefetch (prefetcht0) for both. A hand-written PREFETCHW measured no
+// different on a key two processes increment (bench/README.md, "Tenth
+// session"), so none is emitted; on other lines the line comes from memory
+// in the exclusive state anyway when no other core holds it.
 template <bool kForWrite>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void PrefetchLines(const std::byte* blk,
                                                        uint32_t lines) {

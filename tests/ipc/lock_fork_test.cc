@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "absl/time/clock.h"
@@ -68,22 +69,25 @@ TEST(LockFork, KilledHolderIsTakenOverAtOnceWhenReaped) {
       << "took over " << (got_at - reaped_at) / 1000 << " us after the reap";
 }
 
-TEST(LockFork, ZombieHolderIsAliveUntilReaped) {
+TEST(LockFork, AHolderThatExitedIsTakenOverBeforeItIsReaped) {
   absl::StatusOr<LockArena> arena = LockArena::Create({});
   ASSERT_TRUE(arena.ok());
   SyncPipe holding;
   const pid_t holder = ForkHolder(*arena, holding);
   ASSERT_TRUE(holding.Wait().has_value());
   kill(holder, SIGKILL);
-  // Dead but not reaped: a zombie.
+  // Dead but not reaped: a zombie. It never runs again, so its lock is taken
+  // over now (a bound far above the probe's 2 ms slices: a loaded machine).
   siginfo_t info{};
   ASSERT_EQ(waitid(P_PID, holder, &info, WEXITED | WNOWAIT), 0);
-  EXPECT_THAT(arena->Acquire(0, absl::Milliseconds(100)),
-              StatusIs(absl::StatusCode::kDeadlineExceeded));
-  ASSERT_TRUE(WaitChild(holder).has_value());
-  absl::StatusOr<OwnerLockGuard> g = arena->Acquire(0, absl::Seconds(5));
-  ASSERT_TRUE(g.ok()) << g.status();
-  EXPECT_TRUE(g->result().took_over);
+  {
+    absl::StatusOr<OwnerLockGuard> g = arena->Acquire(0, absl::Seconds(20));
+    ASSERT_TRUE(g.ok()) << g.status();
+    EXPECT_TRUE(g->result().took_over);
+  }
+  std::optional<::shmkit::testing::ChildExit> e = WaitChild(holder);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_TRUE(e->signaled && e->signal == SIGKILL);
 }
 
 TEST(LockFork, StoppedHolderIsNeverOverridden) {

@@ -1,9 +1,15 @@
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <optional>
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "shmkit/ipc/internal/proc.h"
 #include "shmkit/ipc/internal/registry_layout.h"
 #include "shmkit/ipc/internal/shared.h"
 #include "shmkit/ipc/process_registry.h"
@@ -13,7 +19,10 @@
 namespace shmkit {
 namespace {
 
+using ::shmkit::testing::ExitedWith;
+using ::shmkit::testing::ForkChild;
 using ::shmkit::testing::StatusIs;
+using ::shmkit::testing::SyncPipe;
 
 struct Region {
   Segment segment;
@@ -127,6 +136,67 @@ TEST(ProcessRegistry, PidReuseIsDetectedByStartTimeAndIdentity) {
     internal::Store(slot.identity, identity);
     EXPECT_FALSE(r.registry.IsDead(me));
   }
+}
+
+// A process whose main thread exited (pthread_exit) shows its leader as a
+// zombie while its other threads run: it is alive. Once they exit too it is
+// dead, before anyone reaps it.
+TEST(ProcessRegistry, AnExitedProcessIsDeadBeforeItIsReapedButNotBefore) {
+  Region r = MakeRegistry(4);
+  int token_pipe[2];
+  ASSERT_EQ(pipe(token_pipe), 0);
+  SyncPipe release;
+  const pid_t child = ForkChild([&] {
+    static int out;
+    static SyncPipe* go;
+    static ProcessRegistry* registry;
+    out = token_pipe[1];
+    go = &release;
+    registry = &r.registry;
+    pthread_t worker;
+    if (pthread_create(
+            &worker, nullptr,
+            [](void*) -> void* {
+              // This thread's slot, then wait; exits the process when told.
+              absl::StatusOr<OwnerToken> me = registry->Self();
+              if (!me.ok()) _exit(1);
+              if (write(out, &*me, sizeof(*me)) != sizeof(*me)) _exit(2);
+              _exit(go->Wait().has_value() ? 5 : 3);
+            },
+            nullptr) != 0) {
+      return 4;
+    }
+    // The main thread leaves, the worker runs on. The raw exit system call
+    // ends only this thread, without pthread_exit's unwinding (which the
+    // test framework around ForkChild would catch).
+    syscall(SYS_exit, 0);
+    return 6;  // not reached
+  });
+  close(token_pipe[1]);
+  OwnerToken token;
+  const ssize_t got = read(token_pipe[0], &token, sizeof(token));
+  close(token_pipe[0]);
+  if (got != static_cast<ssize_t>(sizeof(token))) {
+    FAIL() << "no token from the child: " << ExitedWith(child, 5).message();
+  }
+  // Wait for the leader's exit: its state word in /proc (seconds: a loaded
+  // machine).
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  absl::StatusOr<internal::ProcStat> stat = internal::ReadProcStat(child);
+  while (stat.ok() && stat->state != 'Z' && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+    stat = internal::ReadProcStat(child);
+  }
+  ASSERT_TRUE(stat.ok()) << stat.status();
+  ASSERT_EQ(stat->state, 'Z') << "the main thread never exited";
+  EXPECT_EQ(stat->threads, 2);
+  EXPECT_FALSE(r.registry.IsDead(token));  // its worker thread still runs
+  release.Signal();
+  siginfo_t info{};
+  ASSERT_EQ(waitid(P_PID, child, &info, WEXITED | WNOWAIT), 0);
+  EXPECT_TRUE(r.registry.IsDead(token));  // exited, not reaped
+  EXPECT_TRUE(ExitedWith(child, 5));
+  EXPECT_TRUE(r.registry.IsDead(token));  // and reaped
 }
 
 TEST(ProcessRegistry, DestructorFreesOnlyItsOwnSlots) {

@@ -368,9 +368,9 @@ inline void RunConsumerKillStorm(int kills, uint32_t seed) {
   // kExternal ones itself and waits for the others to die at their point.
   std::vector<pid_t> consumers;
   std::vector<StormDeath> deaths;
-  // A consumer that died by itself stays a zombie, which counts as alive,
-  // until reaped: reap them as soon as they die, or its claim would hold up
-  // everyone while the parent waits for progress.
+  // Consumers are reaped as soon as they die, to check how each one died
+  // (its claim is taken over whether it is reaped or not: an exited process
+  // counts as dead).
   std::vector<std::optional<ChildExit>> reaped;
   auto reap_dead = [&] {
     for (size_t i = 0; i < consumers.size(); ++i) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -297,6 +298,38 @@ TEST(TableFork, StoppedWriterIsNeverOverridden) {
   EXPECT_EQ(v, 2);  // the stopped writer finished its own write
   EXPECT_EQ(t->Stats().recoveries, 0u);
   EXPECT_GE(t->Stats().lock_waits, 1u);
+}
+
+// A pre-forking server's master that itself waits for a bucket a worker
+// died holding cannot reap that worker meanwhile: the worker is dead once it
+// has exited, not once it is reaped, so the master's write recovers the
+// bucket instead of waiting out its lock bound.
+TEST(TableFork, AWriterKilledMidRowIsTakenOverBeforeItIsReaped) {
+  absl::StatusOr<Table> t = Table::Create(
+      WSchema(), {.capacity = 16, .lock_timeout = absl::Seconds(20)});
+  ASSERT_TRUE(t.ok());
+  ASSERT_TRUE(t->Set("k", VersionedFields(1)).ok());
+  const pid_t writer = ForkChild([&] {
+    // Killed holding the bucket lock, the row half rewritten.
+    internal::ArmCrashPoint(internal::CrashPoint::kWrittenBeforeSeqEven);
+    return t->Set("k", VersionedFields(2)).ok() ? kOk : kUnexpected;
+  });
+  // Dead, not reaped: a zombie until WaitChild below.
+  siginfo_t info{};
+  ASSERT_EQ(waitid(P_PID, writer, &info, WEXITED | WNOWAIT), 0);
+  ASSERT_EQ(info.si_code, CLD_KILLED);
+  EXPECT_TRUE(t->Set("k", VersionedFields(3)).ok());
+  std::optional<::shmkit::testing::ChildExit> e =
+      ::shmkit::testing::WaitChild(writer);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_TRUE(e->signaled && e->signal == SIGKILL);
+  int64_t v = 0;
+  absl::StatusOr<Row> row = t->Get("k");
+  ASSERT_TRUE(row.ok()) << row.status();
+  ASSERT_TRUE(RowIsVersioned(*row, &v));
+  EXPECT_EQ(v, 3);
+  EXPECT_EQ(t->Stats().recoveries, 1u);
+  EXPECT_TRUE(t->CheckConsistency().ok());
 }
 
 TEST(TableFork, ReadOnlyHandleReportsADeadWritersBucketAtOnce) {

@@ -49,8 +49,8 @@
 // `dead_owner_check` (1 ms by default), and again at that interval: the
 // owner is dead when its registry slot's generation moved (low 8 bits
 // compared) or the registry says its process is gone (ProcessRegistry::
-// IsDead: pid gone or reused; a zombie is alive until reaped). Only then
-// does it CAS the exact state word it saw: a reserved slot becomes a
+// IsDead: pid gone or reused, or the process exited, reaped or not). Only
+// then does it CAS the exact state word it saw: a reserved slot becomes a
 // tombstone (counted in reclaimed_slots). A claimed slot still holds its
 // message (consumers only read), so a dead consumer's claim is redelivered
 // (counted in redelivered_messages), by whichever comes first:

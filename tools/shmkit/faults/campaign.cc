@@ -87,11 +87,11 @@ absl::Status Validate(const CampaignOptions& o) {
   return absl::OkStatus();
 }
 
-// Reaps every child as soon as it dies, on its own thread. The supervisor's
-// main thread may be blocked inside MarkDeadInAllOpen (the table's recovery
-// runs there) waiting for a bucket whose owner just died at a crash point:
-// until that child is reaped it is a zombie, which counts as alive, so a
-// reaper on the blocked thread would wait out the lock timeout.
+// Reaps every child as soon as it dies, on its own thread, so each death and
+// its status are known while the supervisor's main thread is inside
+// MarkDeadInAllOpen (the table's recovery runs there), which may wait for a
+// bucket whose owner just died at a crash point (a short wait: an exited
+// process counts as dead, reaped or not).
 class Reaper {
  public:
   Reaper() : thread_([this] { Loop(); }) {}
