@@ -151,7 +151,13 @@ bool ProcessAlive(pid_t pid, uint64_t start_time, uint64_t identity) {
   if (kill(pid, 0) == -1 && errno == ESRCH) return false;
   // It exists (kill succeeded or gave EPERM: not ours), maybe as a zombie.
   const absl::StatusOr<ProcStat> stat = ReadProcStat(pid);
-  if (absl::IsNotFound(stat.status())) return false;
+  // No /proc entry: it was reaped since the kill, or /proc hides it from us
+  // (mounted with hidepid, another user's process). Only kill can tell
+  // which; hidden is "cannot tell" below.
+  if (absl::IsNotFound(stat.status()) && kill(pid, 0) == -1 &&
+      errno == ESRCH) {
+    return false;
+  }
   // Exited: every thread has left (the leader is a zombie and the only one
   // counted) and only the parent's wait remains; it never runs again. A
   // zombie leader with threads still counted is a process whose main thread

@@ -57,8 +57,9 @@ uint64_t SelfIdentity();
 // held can be taken over without waiting for the reap); or the pid now
 // belongs to another process: a different identity (when both are known)
 // or a different start time. Alive otherwise: kill succeeds or gives EPERM
-// (it exists but belongs to someone else), including a stopped process and
-// one whose main thread exited while others run. `start_time` 0 means
+// (it exists but belongs to someone else), including a stopped process, one
+// whose main thread exited while others run, and one whose /proc entry is
+// hidden from us (hidepid) when its identity cannot tell. `start_time` 0 means
 // "unknown" too: with both unknown only the pid and the zombie state are
 // checked, and a pid reused within one clock tick of the death reads as the
 // same process (see process_registry.h).
