@@ -11,10 +11,13 @@
 // Huge pages: the table is measured on 4 KiB pages (HugePages::kNo) and with
 // transparent huge pages (the default) when the host grants them; as root,
 // main() turns /sys/kernel/mm/transparent_hugepage/shmem_enabled from
-// `never` to `advise` for the run and puts it back (saying so). The Boost
+// `never` to `advise` for the run and puts it back (saying so), even when
+// the run dies without exit handlers (WatchForAbnormalExit). The Boost
 // map lives in /dev/shm, whose mount does not use huge pages.
 #include "table_user_bench.h"
 
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -625,6 +628,36 @@ BENCHMARK(UserInsertNearFull_Shmkit);
 
 }  // namespace
 
+// Puts the huge-page knob back to `value` if this process dies without
+// running its exit handlers (an abort, a failed CHECK, SIGKILL). A small
+// shell, spawned here (posix_spawn: no copy of this process's memory stays
+// shared with it), waits on a pipe whose only writer is this process: EOF
+// without "done" means we died, and it writes `value` back. Returns the
+// pipe's write end (kept open for the process's life), -1 when no watcher
+// could be started (then only the exit handler restores the knob).
+int WatchForAbnormalExit(const std::string& value) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[0], 0);  // clears CLOEXEC
+  std::string script = "IFS= read -r line; [ \"$line\" = done ] || "
+                       "printf '%s\\n' \"$1\" > \"$2\"";
+  std::string name = "sh", knob = kThpKnob, v = value;
+  char* argv[] = {name.data(), const_cast<char*>("-c"), script.data(),
+                  name.data(), v.data(), knob.data(), nullptr};
+  pid_t pid = 0;
+  const int err =
+      posix_spawn(&pid, "/bin/sh", &actions, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(fds[0]);
+  if (err != 0) {
+    close(fds[1]);
+    return -1;
+  }
+  return fds[1];
+}
+
 void SetUpUserBenchmarks() {
   // The key arrays are built here, once: a benchmark that met them first
   // would time their construction (runs are interleaved in random order).
@@ -650,14 +683,25 @@ void SetUpUserBenchmarks() {
           "transparent huge pages for shared memory were off (%s): set to "
           "`advise` for this run; restored at exit\n",
           mode.c_str());
-      static const std::string* before = new std::string(mode);
-      std::atexit([] {
-        // The knob prints its choices with the current one in brackets.
-        const size_t open = before->find('['), close = before->find(']');
-        if (open == std::string::npos || close == std::string::npos) return;
-        std::ofstream restore(kThpKnob);
-        restore << before->substr(open + 1, close - open - 1);
-      });
+      // The knob prints its choices with the current one in brackets.
+      const size_t from = mode.find('['), to = mode.find(']');
+      if (from != std::string::npos && to != std::string::npos) {
+        static const std::string* before =
+            new std::string(mode.substr(from + 1, to - from - 1));
+        static const int watch = WatchForAbnormalExit(*before);
+        std::atexit([] {
+          {
+            std::ofstream restore(kThpKnob);
+            restore << *before;
+          }
+          // Restored: tell the watcher not to (a later run may have set the
+          // knob by the time it would).
+          if (watch >= 0) {
+            (void)!write(watch, "done\n", 5);
+            close(watch);
+          }
+        });
+      }
     }
   }
   if (!huge_pages_available) {
