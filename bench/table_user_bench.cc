@@ -18,6 +18,7 @@
 
 #include <fcntl.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -631,13 +632,15 @@ BENCHMARK(UserInsertNearFull_Shmkit);
 // Puts the huge-page knob back to `value` if this process dies without
 // running its exit handlers (an abort, a failed CHECK, SIGKILL). A small
 // shell, spawned here (posix_spawn: no copy of this process's memory stays
-// shared with it), waits on a pipe whose only writer is this process: EOF
+// shared with it), waits on a socket whose only writer is this process: EOF
 // without "done" means we died, and it writes `value` back. Returns the
-// pipe's write end (kept open for the process's life), -1 when no watcher
+// socket's end this process keeps (open for its life), -1 when no watcher
 // could be started (then only the exit handler restores the knob).
 int WatchForAbnormalExit(const std::string& value) {
+  // A socket pair rather than a pipe: the final "done" is sent with
+  // MSG_NOSIGNAL, so a watcher that was killed meanwhile costs no SIGPIPE.
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return -1;
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, fds[0], 0);  // clears CLOEXEC
@@ -697,7 +700,8 @@ void SetUpUserBenchmarks() {
           // Restored: tell the watcher not to (a later run may have set the
           // knob by the time it would).
           if (watch >= 0) {
-            (void)!write(watch, "done\n", 5);
+            // A failure means the watcher is gone: nothing left to tell.
+            (void)send(watch, "done\n", 5, MSG_NOSIGNAL);
             close(watch);
           }
         });
