@@ -16,7 +16,6 @@
 // map lives in /dev/shm, whose mount does not use huge pages.
 #include "table_user_bench.h"
 
-#include <fcntl.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
