@@ -145,11 +145,18 @@ class ProcessRegistry {
   // ResourceExhausted when every slot belongs to a live process or awaits
   // recovery.
   absl::StatusOr<OwnerToken> Self() {
+    if (const OwnerToken* t = CachedSelf(); t != nullptr) return *t;
+    return ClaimForThisThread();
+  }
+  // Self()'s answer when this thread already holds a slot of this registry
+  // in this process (a plain thread-local lookup); nullptr when Self()
+  // would have to claim one.
+  const OwnerToken* CachedSelf() const {
     const uint64_t epoch = internal::ForkEpoch();
     for (const internal::CachedToken& c : internal::tls_token_cache) {
-      if (c.handle == handle_id_ && c.epoch == epoch) return c.token;
+      if (c.handle == handle_id_ && c.epoch == epoch) return &c.token;
     }
-    return ClaimForThisThread();
+    return nullptr;
   }
 
   // Whether `token`'s owner is dead (see the file comment). Reads the slot;

@@ -137,7 +137,9 @@ absl::StatusOr<Table> Table::AttachId(int shmid,
 
 Table::Table() = default;
 Table::Table(std::unique_ptr<TableCore> core)
-    : core_(std::move(core)), fast_(core_->fast_view()) {}
+    : core_(std::move(core)),
+      fast_(core_->fast_view()),
+      incr_(core_->incr_view()) {}
 Table::Table(std::unique_ptr<internal::TableBackend> backend)
     : backend_(std::move(backend)) {}
 Table Table::FromBackend(std::unique_ptr<internal::TableBackend> backend) {
@@ -146,12 +148,14 @@ Table Table::FromBackend(std::unique_ptr<internal::TableBackend> backend) {
 Table::Table(Table&& other) noexcept
     : core_(std::move(other.core_)),
       backend_(std::move(other.backend_)),
-      fast_(std::exchange(other.fast_, {})) {}
+      fast_(std::exchange(other.fast_, {})),
+      incr_(std::exchange(other.incr_, {})) {}
 Table& Table::operator=(Table&& other) noexcept {
   if (this != &other) {
     core_ = std::move(other.core_);
     backend_ = std::move(other.backend_);
     fast_ = std::exchange(other.fast_, {});
+    incr_ = std::exchange(other.incr_, {});
   }
   return *this;
 }
@@ -313,10 +317,12 @@ absl::StatusOr<int64_t> Table::Incr(absl::string_view key, ColumnRef column,
   return core_->IncrementInt(key, c, delta, options);
 }
 
-absl::StatusOr<int64_t> Table::Incr(absl::string_view key, IntColumn column,
-                                    int64_t delta, const IncrOptions& options) {
+absl::StatusOr<int64_t> Table::IncrLookedUp(absl::string_view key,
+                                            IntColumn column, int64_t delta,
+                                            const IncrOptions& options) {
   // The handle's own fields are checked against the table's column table:
-  // a hand-made IntColumn must not reach a row at a wrong offset.
+  // a hand-made IntColumn must not reach a row at a wrong offset (the memo
+  // holds only fields that passed this check on this table).
   if (ABSL_PREDICT_TRUE(
           core_ != nullptr && column.schema == core_->schema().Fingerprint() &&
           core_->IsIntColumn(column.index, column.offset, column.bytes))) {

@@ -87,6 +87,7 @@
 #include "shmkit/ipc/object.h"
 #include "shmkit/ipc/segment.h"
 #include "shmkit/table/internal/fast_find.h"
+#include "shmkit/table/internal/fast_incr.h"
 #include "shmkit/table/row.h"
 #include "shmkit/table/schema.h"
 
@@ -316,8 +317,22 @@ class Table {
   // The same through a typed handle (Schema::Int), the fast way: the handle
   // carries the column's place in the row, so nothing is looked up. A handle
   // of another schema gets the same InvalidArgument as above.
+  // A thread that increments the same key again (a hot counter) finds its
+  // row in a small per-thread memo of its last few keys (process-local,
+  // checked under the row's lock), so the repeat skips the hash and the
+  // chain walk; it answers exactly what a lookup would. Inlined.
   absl::StatusOr<int64_t> Incr(absl::string_view key, IntColumn column,
-                               int64_t delta, const IncrOptions& options = {});
+                               int64_t delta, const IncrOptions& options = {}) {
+    int64_t result;
+    if (ABSL_PREDICT_TRUE(column.schema == incr_.fingerprint &&
+                          !options.ttl.has_value() &&
+                          internal::IncrRemembered(
+                              incr_, key, column.index, column.offset,
+                              column.bytes, delta, &result))) {
+      return result;
+    }
+    return IncrLookedUp(key, column, delta, options);
+  }
   absl::StatusOr<int64_t> Decr(absl::string_view key, ColumnRef column,
                                int64_t delta, const IncrOptions& options = {});
   absl::StatusOr<int64_t> Decr(absl::string_view key, IntColumn column,
@@ -377,12 +392,19 @@ class Table {
   explicit Table(std::unique_ptr<internal::TableBackend> backend);
   // Find's every other case (and every error).
   absl::StatusOr<bool> FindSlow(absl::string_view key, Row* row) const;
+  // Incr through a handle when the memo did not answer.
+  absl::StatusOr<int64_t> IncrLookedUp(absl::string_view key, IntColumn column,
+                                       int64_t delta,
+                                       const IncrOptions& options);
   std::unique_ptr<internal::TableCore> core_;
   // Set instead of core_ for other storage; every method tests it first.
   std::unique_ptr<internal::TableBackend> backend_;
   // core_'s FastFindView (decides nothing without a core): what Find
   // inlines. Points into core_'s mapping, so it moves with core_.
   internal::FastFindView fast_;
+  // core_'s FastIncrView (remembers nothing without a core): what Incr
+  // inlines. Points into core_, so it moves with core_.
+  internal::FastIncrView incr_;
 };
 
 }  // namespace shmkit

@@ -2,6 +2,7 @@
 // Geometry is decided once, from a validated plan; nothing the segment says
 // is used before it has been checked against what this build computes.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -9,6 +10,14 @@
 #include "shmkit/table/internal/table_core.h"
 
 namespace shmkit::internal {
+namespace {
+
+uint64_t NextCoreId() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace
 
 TableCore::TableCore(Segment segment, ProcessRegistry registry, Schema schema,
                      absl::Duration lock_timeout, bool read_only)
@@ -17,7 +26,8 @@ TableCore::TableCore(Segment segment, ProcessRegistry registry, Schema schema,
       schema_(std::move(schema)),
       layout_(std::make_shared<RowLayout>(ComputeRowLayout(schema_))),
       lock_timeout_(lock_timeout),
-      read_only_(read_only) {}
+      read_only_(read_only),
+      id_(NextCoreId()) {}
 
 absl::StatusOr<std::unique_ptr<TableCore>> TableCore::Create(
     const Schema& schema, const TableOptions& options) {
@@ -290,6 +300,18 @@ void TableCore::Bind(const SegmentPlan& plan) {
       .key_len_shift = key_len_shift_,
       .key_len_mask = key_len_mask_,
       .next_offset = next_offset_,
+  };
+  // The memo's path is the short path's (fast_incr.h): the same conditions.
+  incr_ = FastIncrView{
+      .core_id = !has_expiry_ && !read_only_ ? id_ : 0,
+      .fingerprint = schema_.Fingerprint(),
+      .registry = &registry_,
+      .state_offset = state_offset_,
+      .key_offset = key_offset_,
+      .key_len_word = key_len_word_,
+      .key_len_shift = key_len_shift_,
+      .key_len_mask = key_len_mask_,
+      .key_words_aligned = key_words_aligned_,
   };
 }
 

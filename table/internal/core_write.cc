@@ -11,18 +11,12 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "shmkit/ipc/internal/status_macros.h"
+#include "shmkit/table/internal/fast_incr.h"
 #include "shmkit/table/internal/table_core.h"
 #include "shmkit/table/internal/test_hooks.h"
 
 namespace shmkit::internal {
 namespace {
-
-// How long Incr's short path waits for a held bucket lock before taking the
-// general path: a holder on that path is a few dozen instructions from
-// letting go, so under a hot key (two processes on one row) waiting a little
-// keeps both on the short path. Bounded: a holder that was descheduled costs
-// at most this many CPU pauses, then the general path's wait.
-constexpr int kIncrSpinPauses = 128;
 
 int64_t NowMs() {
   timespec ts;
@@ -500,19 +494,25 @@ absl::StatusOr<int64_t> TableCore::IncrementInt(absl::string_view key,
         absl::StrCat("column \"", spec.name, "\" is ", spec.TypeString(),
                      spec.is_float() ? ": use IncrFloat" : ": not a number"));
   }
-  return IncrementIntAt(key, column, layout_->columns[column].offset, spec.size,
-                        delta, options);
+  const uint32_t offset = layout_->columns[column].offset;
+  int64_t result;
+  if (!options.ttl.has_value() &&
+      IncrRemembered(incr_, key, column, offset, spec.size, delta, &result)) {
+    return result;
+  }
+  return IncrementIntAt(key, column, offset, spec.size, delta, options);
 }
 
 // Incr's short path: a key that exists, whose bucket lock is free (or
 // freed within kIncrSpinPauses), and a sum that fits. The chain walk (as a
 // reader's), one CAS, the check that the chain did not change, one store,
 // the unlock; the same crash points as the general path, which handles
-// everything else (and says what went wrong).
+// everything else (and says what went wrong). Remembers the key in this
+// thread's memo (fast_incr.h) when it succeeds.
 // False: nothing changed, take the general path.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TableCore::IncrementShort(
-    absl::string_view key, uint32_t offset, uint32_t width, int64_t delta,
-    int64_t* result) {
+    absl::string_view key, int column, uint32_t offset, uint32_t width,
+    int64_t delta, int64_t* result) {
   const uint32_t b = BucketOfKey(key);
   PrefetchBlock(b, /*for_write=*/true);
   absl::StatusOr<OwnerToken> me = registry_.Self();
@@ -533,26 +533,14 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TableCore::IncrementShort(
   if (ABSL_PREDICT_FALSE(!lock.TryLockSpinning(*me, kIncrSpinPauses))) {
     return false;
   }
-  if (ABSL_PREDICT_TRUE(Load(word, std::memory_order_relaxed) == w1)) {
-    MaybeCrash(CrashPoint::kLockedBeforeRecord);
-    const int64_t now = SignExtend(LoadField(p, offset, width), width);
-    const int64_t hi = IntMax(width);
-    if (ABSL_PREDICT_TRUE(!__builtin_add_overflow(now, delta, result) &&
-                          *result >= -hi - 1 && *result <= hi)) {
-      StoreField(p, offset, width, static_cast<uint64_t>(*result));
-      MaybeCrash(CrashPoint::kAfterSingleStore);
-      // Unlock fails only when the word no longer holds our token, and only
-      // a waiter that found this process dead replaces it (owner_lock.h):
-      // never while we run, unless a supervisor misused MarkDead on a live
-      // pid (it is for reaped children). The add is stored either way and
-      // no record exists to undo it, so the status is dropped, as
-      // OwnerLockGuard drops it.
-      (void)lock.Unlock(*me);
-      return true;
-    }
+  const bool done =
+      ABSL_PREDICT_TRUE(Load(word, std::memory_order_relaxed) == w1) &&
+      AddToField(p, offset, width, delta, result);
+  (void)lock.Unlock(*me);  // dropped status: see IncrRemembered (fast_incr.h)
+  if (done) {
+    RememberIncr(incr_, key, column, offset, width, lock_word(b), &word, p, w1);
   }
-  (void)lock.Unlock(*me);
-  return false;
+  return done;
 }
 
 absl::StatusOr<int64_t> TableCore::IncrementIntAt(absl::string_view key,
@@ -565,7 +553,8 @@ absl::StatusOr<int64_t> TableCore::IncrementIntAt(absl::string_view key,
   if (ABSL_PREDICT_TRUE(!has_expiry_ && !read_only_ &&
                         !options.ttl.has_value() && !key.empty() &&
                         key.size() <= max_key_bytes_ &&
-                        IncrementShort(key, offset, width, delta, &result))) {
+                        IncrementShort(key, column, offset, width, delta,
+                                       &result))) {
     return result;
   }
   return IncrementIntSlow(key, column, offset, width, delta, options);

@@ -46,7 +46,9 @@
 // so it needs neither the seqlock nor a record. (Incr's short path finds its
 // row as a reader does, then takes the lock and keeps the row only if the
 // bucket's seq_head word has not moved since: the lock is held for one load
-// and one store.) Every other change follows
+// and one store. A key the same thread incremented before is found in its
+// memo instead, and checked under the lock by the same word plus the row's
+// state and key: fast_incr.h.) Every other change follows
 // one protocol (core_write.cc), in this order:
 //   1. record what is about to happen in the writer's SlotArea (op, bucket,
 //      row, the bytes about to change, live_delta) and pin the registry slot
@@ -113,6 +115,7 @@
 #include "shmkit/ipc/process_registry.h"
 #include "shmkit/ipc/segment.h"
 #include "shmkit/table/internal/fast_find.h"
+#include "shmkit/table/internal/fast_incr.h"
 #include "shmkit/table/internal/hash.h"
 #include "shmkit/table/internal/layout.h"
 #include "shmkit/table/internal/row_io.h"
@@ -186,8 +189,8 @@ class TableCore {
                                          int64_t delta,
                                          const IncrOptions& options);
   // IncrementIntAt's two halves (core_write.cc).
-  bool IncrementShort(absl::string_view key, uint32_t offset, uint32_t width,
-                      int64_t delta, int64_t* result);
+  bool IncrementShort(absl::string_view key, int column, uint32_t offset,
+                      uint32_t width, int64_t delta, int64_t* result);
   absl::StatusOr<int64_t> IncrementIntSlow(absl::string_view key, int column,
                                            uint32_t offset, uint32_t width,
                                            int64_t delta,
@@ -217,6 +220,8 @@ class TableCore {
   void PrepareRow(Row* row) const;
   // What Table::Find inlines (fast_find.h): valid while this core lives.
   const FastFindView& fast_view() const { return fast_; }
+  // What Table::Incr inlines (fast_incr.h): valid while this core lives.
+  const FastIncrView& incr_view() const { return incr_; }
 
  private:
   TableCore(Segment segment, ProcessRegistry registry, Schema schema,
@@ -466,6 +471,10 @@ class TableCore {
   std::shared_ptr<const RowLayout> layout_;
   absl::Duration lock_timeout_;
   bool read_only_;
+  // Never given to another TableCore of this process: what Incr's memo
+  // (fast_incr.h) knows this one by (an address can be reused, this
+  // cannot).
+  const uint64_t id_;
 
   // Bound from the validated plan (never re-read from shared memory).
   TableHeader* header_ = nullptr;
@@ -509,6 +518,8 @@ class TableCore {
   std::vector<TextColumn> text_columns_;
   // The common lookup's geometry (fast_find.h); Table holds a copy.
   FastFindView fast_;
+  // What Incr's memo needs (fast_incr.h); Table holds a copy.
+  FastIncrView incr_;
 };
 
 }  // namespace shmkit::internal

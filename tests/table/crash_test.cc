@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "shmkit/table/internal/fast_incr.h"
 #include "shmkit/table/internal/test_hooks.h"
 #include "shmkit/table/table.h"
 #include "table_test_util.h"
@@ -36,6 +37,7 @@ enum class Op {
   kDel,
   kGetAndDelete,
   kIncr,
+  kIncrRemembered,  // an Incr that takes the memo's path
   kIncrCreate,
   kCas
 };
@@ -54,6 +56,8 @@ const char* OpName(Op op) {
       return "get-and-delete";
     case Op::kIncr:
       return "incr";
+    case Op::kIncrRemembered:
+      return "incr-remembered";
     case Op::kIncrCreate:
       return "incr-create";
     case Op::kCas:
@@ -78,6 +82,8 @@ std::vector<Scenario> Scenarios() {
   const auto inserts = {Op::kInsert, Op::kAdd, Op::kIncrCreate};
   const auto deletes = {Op::kDel, Op::kGetAndDelete};
   add(CrashPoint::kLockedBeforeRecord, all);
+  add(CrashPoint::kLockedBeforeRecord, {Op::kIncrRemembered});
+  add(CrashPoint::kAfterSingleStore, {Op::kIncrRemembered});
   // Updates of several columns go through a record; an increment or a
   // numeric compare-and-set of an existing row is one store.
   add(CrashPoint::kRecordedBeforeWrite,
@@ -134,8 +140,9 @@ TEST(Crash, EveryWritePathSurvivesAKillAtEveryPoint) {
     // deletes, absent for inserts.
     const bool want_present =
         sc.op != Op::kInsert && sc.op != Op::kAdd && sc.op != Op::kIncrCreate;
-    const bool counter_op =
-        sc.op == Op::kIncr || sc.op == Op::kCas || sc.op == Op::kIncrCreate;
+    const bool counter_op = sc.op == Op::kIncr ||
+                            sc.op == Op::kIncrRemembered ||
+                            sc.op == Op::kCas || sc.op == Op::kIncrCreate;
     // Deletes take either kind of key; the others their own kind.
     const bool counter_key =
         counter_op ||
@@ -172,7 +179,7 @@ TEST(Crash, EveryWritePathSurvivesAKillAtEveryPoint) {
     const uint64_t recoveries_before = t->Stats().recoveries;
 
     const pid_t child = ForkChild([&] {
-      internal::ArmCrashPoint(sc.point);
+      if (sc.op != Op::kIncrRemembered) internal::ArmCrashPoint(sc.point);
       absl::Status st;
       switch (sc.op) {
         case Op::kUpdate:
@@ -193,6 +200,18 @@ TEST(Crash, EveryWritePathSurvivesAKillAtEveryPoint) {
         case Op::kIncr:
           st = t->Incr(key, "n", 1).status();
           break;
+        case Op::kIncrRemembered: {
+          // Two increments by 0 (nothing changes) put the key in this
+          // thread's memo and prove it is there; then the one that dies.
+          const uint64_t hits = internal::IncrMemoHits();
+          if (!t->Incr(key, "n", 0).ok() || !t->Incr(key, "n", 0).ok()) {
+            return 2;
+          }
+          if (internal::IncrMemoHits() == hits) return 3;
+          internal::ArmCrashPoint(sc.point);
+          st = t->Incr(key, "n", 1).status();
+          break;
+        }
         case Op::kIncrCreate:
           st = t->Incr(key, "n", 1, {.create = true}).status();
           break;

@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "shmkit/table/internal/fast_incr.h"
+#include "shmkit/table/internal/test_hooks.h"
 #include "shmkit/table/table.h"
 #include "table_test_util.h"
 #include "test_util.h"
@@ -150,6 +152,124 @@ TEST(FastApi, IncrThroughAHandleKeepsTheColumnsWidthAndTrustsNoOffset) {
   ASSERT_TRUE(*t->Find("k", &row));
   EXPECT_EQ(row[hits], 5);
   EXPECT_EQ(row[small], -32768);
+}
+
+// Incr's memo: a thread's repeated Incr of one key skips the hash and the
+// chain walk. It must answer exactly what the full lookup would.
+TEST(FastApi, ARepeatedIncrTakesTheMemoAndCountsExactly) {
+  const Schema s = Sessions();
+  absl::StatusOr<Table> t = Table::Create(s, {.capacity = 16});
+  ASSERT_TRUE(t.ok());
+  const IntColumn hits = *s.Int("hits");
+  ASSERT_TRUE(t->Set("k", {{hits, 0}}).ok());
+  const uint64_t before = internal::IncrMemoHits();
+  for (int i = 1; i <= 100; ++i) ASSERT_EQ(*t->Incr("k", hits, 1), i);
+  // The first call looked the key up; the 99 others took the memo.
+  EXPECT_EQ(internal::IncrMemoHits() - before, 99u);
+  // By name too (the same column), and an overflow still says so.
+  EXPECT_EQ(*t->Incr("k", "hits", 1), 101);
+  EXPECT_EQ(internal::IncrMemoHits() - before, 100u);
+  EXPECT_THAT(t->Incr("k", hits, INT64_MAX),
+              StatusIsWith(absl::StatusCode::kOutOfRange, "out of range"));
+  EXPECT_EQ(*t->Get("k")->GetInt("hits"), 101);
+  // A table with expiry takes the general path (a row may have expired),
+  // memo or not.
+  const Schema with_ttl =
+      *Schema::Builder().Int("hits").String("user", 32).WithTtl().Build();
+  absl::StatusOr<Table> ttl = Table::Create(with_ttl, {.capacity = 16});
+  ASSERT_TRUE(ttl.ok()) << ttl.status();
+  const IntColumn ttl_hits = *with_ttl.Int("hits");
+  ASSERT_TRUE(ttl->Set("k", {{ttl_hits, 0}}).ok());
+  const uint64_t ttl_before = internal::IncrMemoHits();
+  for (int i = 1; i <= 3; ++i) ASSERT_EQ(*ttl->Incr("k", ttl_hits, 1), i);
+  // An Incr that names a TTL goes to the general path, which refuses one in
+  // a table without expiry, memo or not.
+  const uint64_t hits_before = internal::IncrMemoHits();
+  EXPECT_THAT(t->Incr("k", hits, 1, {.ttl = absl::Seconds(5)}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(internal::IncrMemoHits(), hits_before);
+  EXPECT_EQ(*t->Get("k")->GetInt("hits"), 101);
+  EXPECT_EQ(internal::IncrMemoHits(), ttl_before);
+}
+
+TEST(FastApi, TheMemoFollowsAKeyThatMovedToAnotherRow) {
+  const Schema s = Sessions();
+  // Capacity 2: one bucket, two rows, so a freed row is the next one used.
+  absl::StatusOr<Table> t = Table::Create(s, {.capacity = 2});
+  ASSERT_TRUE(t.ok());
+  const IntColumn hits = *s.Int("hits");
+  ASSERT_TRUE(t->Set("k", {{hits, 0}}).ok());
+  for (int round = 0; round < 20; ++round) {
+    ASSERT_EQ(*t->Incr("k", hits, 1), 1);
+    ASSERT_EQ(*t->Incr("k", hits, 1), 2);  // remembered
+    // "k" leaves its row and "other" takes it; "k" comes back elsewhere.
+    ASSERT_TRUE(t->Del("k").ok());
+    ASSERT_TRUE(t->Set("other", {{hits, 0}}).ok());
+    ASSERT_TRUE(t->Set("k", {{hits, 0}}).ok());
+    ASSERT_EQ(*t->Incr("k", hits, 0), 0) << round;
+    EXPECT_EQ(*t->Get("other")->GetInt("hits"), 0) << round;
+    ASSERT_TRUE(t->Del("other").ok());
+  }
+  // A deleted key is not found, memo or not (and not created).
+  ASSERT_EQ(*t->Incr("k", hits, 1), 1);
+  ASSERT_TRUE(t->Del("k").ok());
+  EXPECT_THAT(t->Incr("k", hits, 1, {.create = false}),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(t->Count(), 0u);
+}
+
+TEST(FastApi, TheMemoTellsTablesColumnsAndKeysApart) {
+  const Schema s = Sessions();
+  const IntColumn hits = *s.Int("hits");
+  const IntColumn small = *s.Int("small");
+  absl::StatusOr<Table> a = Table::Create(s, {.capacity = 64});
+  absl::StatusOr<Table> b = Table::Create(s, {.capacity = 64});
+  ASSERT_TRUE(a.ok() && b.ok());
+  // Keys the memo's cheap test cannot tell apart: same size, same first
+  // and last 8 bytes (20 and 40 bytes); a 41-byte key, never remembered;
+  // short keys of 1 to 7 bytes.
+  const std::vector<std::string> keys = {
+      "session-000001-abcde", "session-000002-abcde",
+      std::string(16, 'x') + "0" + std::string(23, 'y'),
+      std::string(16, 'x') + "1" + std::string(23, 'y'),
+      std::string(41, 'z'), "a", "ab", "abc", "abcd", "abcde", "abcdefg",
+      "abcdefgh"};
+  for (const std::string& k : keys) {
+    ASSERT_TRUE(a->Set(k, {{hits, 0}, {small, 0}}).ok());
+    ASSERT_TRUE(b->Set(k, {{hits, 0}, {small, 0}}).ok());
+  }
+  const uint64_t before = internal::IncrMemoHits();
+  for (int64_t i = 1; i <= 5; ++i) {
+    for (size_t k = 0; k < keys.size(); ++k) {
+      const int64_t d = static_cast<int64_t>(k) + 1;
+      ASSERT_EQ(*a->Incr(keys[k], hits, d), (2 * i - 1) * d) << keys[k];
+      ASSERT_EQ(*a->Incr(keys[k], hits, d), 2 * i * d) << keys[k];
+      ASSERT_EQ(*a->Incr(keys[k], small, 1), i) << keys[k];
+      ASSERT_EQ(*b->Incr(keys[k], hits, 100), 100 * i) << keys[k];
+    }
+  }
+  EXPECT_GT(internal::IncrMemoHits(), before);
+  for (size_t k = 0; k < keys.size(); ++k) {
+    const int64_t d = static_cast<int64_t>(k) + 1;
+    EXPECT_EQ(*a->Get(keys[k])->GetInt("hits"), 10 * d) << keys[k];
+    EXPECT_EQ(*a->Get(keys[k])->GetInt("small"), 5) << keys[k];
+    EXPECT_EQ(*b->Get(keys[k])->GetInt("hits"), 500) << keys[k];
+    EXPECT_EQ(*b->Get(keys[k])->GetInt("small"), 0) << keys[k];
+  }
+}
+
+TEST(FastApi, AClosedTablesMemoNeverReachesTheNextTable) {
+  const Schema s = Sessions();
+  const IntColumn hits = *s.Int("hits");
+  // Tables made and closed one after another are often given the same
+  // addresses (the core's, the segment's); each must count on its own.
+  for (int64_t round = 0; round < 20; ++round) {
+    absl::StatusOr<Table> t = Table::Create(s, {.capacity = 16});
+    ASSERT_TRUE(t.ok());
+    ASSERT_TRUE(t->Set("k", {{hits, round * 100}}).ok());
+    ASSERT_EQ(*t->Incr("k", hits, 1), round * 100 + 1);
+    ASSERT_EQ(*t->Incr("k", hits, 1), round * 100 + 2);
+  }
 }
 
 TEST(FastApi, StringValuesReferToTheCallersBytesUnlessOwned) {

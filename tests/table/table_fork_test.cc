@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "shmkit/ipc/segment.h"
 #include "shmkit/table/internal/hash.h"
+#include "shmkit/table/internal/fast_incr.h"
 #include "shmkit/table/internal/test_hooks.h"
 #include "shmkit/table/table.h"
 #include "table_test_util.h"
@@ -168,6 +169,46 @@ TEST(TableFork, HotKeyIncrementsFromFourProcessesAreExact) {
   }
   for (pid_t p : pids) EXPECT_TRUE(ExitedWith(p, kOk, absl::Minutes(3)));
   EXPECT_EQ(*t->Get("hot")->GetInt("n"), int64_t{kWorkers} * kIncrements);
+}
+
+// Incr's memo is inherited across fork: the child's remembered Incr must
+// lock as the child. A child killed on that path holding the lock leaves
+// a lock its parent takes over (as a dead process's), not one that looks
+// like the parent's own.
+TEST(TableFork, AChildIncrementsThroughItsParentsMemoAsItself) {
+  absl::StatusOr<Table> t = Table::Create(WSchema(), {.capacity = 16});
+  ASSERT_TRUE(t.ok());
+  const IntColumn n = *WSchema().Int("n");
+  ASSERT_TRUE(t->Set("hot", {{n, 0}}).ok());
+  ASSERT_EQ(*t->Incr("hot", n, 1), 1);
+  ASSERT_EQ(*t->Incr("hot", n, 1), 2);  // remembered
+  const pid_t counter = ForkChild([&] {
+    const uint64_t hits = internal::IncrMemoHits();
+    for (int64_t i = 3; i < 1003; ++i) {
+      absl::StatusOr<int64_t> v = t->Incr("hot", n, 1);
+      if (!v.ok() || *v != i) return kUnexpected;
+    }
+    // The child's first Incr claims its own registry slot (the short path
+    // does); the 999 others take the inherited memo.
+    return internal::IncrMemoHits() - hits == 999 ? kOk : kUnexpected;
+  });
+  EXPECT_TRUE(ExitedWith(counter, kOk, absl::Minutes(1)));
+  const pid_t dies = ForkChild([&] {
+    const uint64_t hits = internal::IncrMemoHits();
+    if (*t->Incr("hot", n, 0) != 1002 || *t->Incr("hot", n, 0) != 1002 ||
+        internal::IncrMemoHits() == hits) {
+      return kUnexpected;  // not remembered
+    }
+    internal::ArmCrashPoint(internal::CrashPoint::kAfterSingleStore);
+    (void)t->Incr("hot", n, 1);  // killed holding the lock, add stored
+    return kUnexpected;
+  });
+  std::optional<::shmkit::testing::ChildExit> e =
+      ::shmkit::testing::WaitChild(dies);
+  ASSERT_TRUE(e.has_value() && e->signaled && e->signal == SIGKILL);
+  EXPECT_EQ(*t->Incr("hot", n, 1), 1004);
+  EXPECT_EQ(t->Stats().recoveries, 1u);
+  EXPECT_TRUE(t->CheckConsistency().ok());
 }
 
 // Incr finds its row before it takes the bucket lock. A row that changes

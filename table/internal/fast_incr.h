@@ -1,0 +1,289 @@
+// Incr's memo, written in a header so that Table::Incr's common case (a key
+// this thread incremented before) inlines into the caller.
+//
+// Why: a thread that increments one key over and over (a global request
+// counter, a busy client's rate limit) would hash the key and walk its
+// chain every time before the lock's compare-and-swap can start, and on a
+// hot key that chain of dependent steps, not the lock, is most of the call:
+// 40 ns of work around a 3 ns lock on this project's test host, which is
+// what two processes on one key then queue behind (bench/README.md, "Tenth
+// session" and "Eleventh session").
+//
+// So each thread keeps the last kIncrMemoEntries keys whose Incr took the
+// short path (core_write.cc): the table, the column, the key's bytes, its
+// bucket's lock and seq_head words, its row, and the seq_head word as it
+// was. An Incr that finds its key here goes straight to that row and trusts
+// it only if
+//   - the bucket's seq_head word is still that word: no chain and no key of
+//     the bucket changed meanwhile (every such change moves the sequence);
+//   - the row is live and holds the key, so not even a sequence that
+//     wrapped round can mislead it. The state is read with acquire before
+//     the key (a writer stores the key, then the state with release), so a
+//     row that reads live shows the key it was made live with;
+//   - under the bucket lock, the seq_head word has not moved since.
+// Anything else returns false, nothing changed: the caller then takes the
+// short path, which looks the key up afresh and remembers it again. The add
+// itself is the short path's (AddToField below): one store of an aligned
+// word, with the same crash points.
+//
+// The memo is process-local (thread_local), constant-initialized and
+// trivially destructible, never in shared memory. A table is named in it by
+// its core's id (never reused within a process), so a closed table's
+// entries never match again; a forked child inherits entries that name the
+// same mapped rows, and locks as itself (its own registry token).
+#ifndef SHMKIT_TABLE_INTERNAL_FAST_INCR_H_
+#define SHMKIT_TABLE_INTERNAL_FAST_INCR_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
+#include "absl/strings/string_view.h"
+#include "shmkit/ipc/owner_lock.h"
+#include "shmkit/ipc/process_registry.h"
+#include "shmkit/table/internal/fast_find.h"
+#include "shmkit/table/internal/layout.h"
+#include "shmkit/table/internal/row_io.h"
+#include "shmkit/table/internal/test_hooks.h"
+
+namespace shmkit::internal {
+
+inline constexpr int kIncrMemoEntries = 4;
+// Longer keys are not remembered (they take the short path every time).
+inline constexpr size_t kIncrMemoKeyBytes = 40;
+// How long an Incr waits for a held bucket lock before taking the general
+// path: a holder on the memo's or the short path is a few dozen
+// instructions from letting go, so under a hot key (two processes on one
+// row) waiting a little keeps both on the fast paths. Bounded: a holder
+// that was descheduled costs at most this many CPU pauses.
+inline constexpr int kIncrSpinPauses = 128;
+
+// A key's first and last 8 bytes (overlapping for keys under 16 bytes;
+// under 8, its bytes and its size): equal for equal keys and, for keys of
+// one size up to 16 bytes, only for equal keys. Reads only the key's own
+// bytes.
+struct KeyWords {
+  uint64_t first = 0;
+  uint64_t last = 0;
+};
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline KeyWords WordsOf(absl::string_view key) {
+  const char* p = key.data();
+  const size_t n = key.size();
+  KeyWords w{0, n};
+  if (n >= 8) {
+    std::memcpy(&w.first, p, 8);
+    std::memcpy(&w.last, p + n - 8, 8);
+  } else if (n >= 4) {
+    uint32_t lo, hi;
+    std::memcpy(&lo, p, 4);
+    std::memcpy(&hi, p + n - 4, 4);
+    w.first = lo | (uint64_t{hi} << 32);
+  } else {
+    for (size_t i = 0; i < n; ++i) {
+      w.first = (w.first << 8) | static_cast<uint8_t>(p[i]);
+    }
+  }
+  return w;
+}
+
+// The key's size and the int column (index, offset, width) in one word.
+inline constexpr uint64_t IncrShape(size_t key_size, int column,
+                                    uint32_t offset, uint32_t width) {
+  return (uint64_t{offset} << 32) | (uint64_t{width} << 24) |
+         (static_cast<uint64_t>(static_cast<uint32_t>(column) & 0xffff)
+          << 8) |
+         key_size;
+}
+static_assert(kIncrMemoKeyBytes < 256);
+
+struct IncrMemoEntry {
+  KeyWords words;
+  uint64_t shape = 0;    // IncrShape
+  uint64_t core_id = 0;  // 0: empty (ids start at 1)
+  uint64_t* lock = nullptr;
+  const uint64_t* seq_head = nullptr;
+  std::byte* row = nullptr;
+  uint64_t seq_word = 0;
+  char key[kIncrMemoKeyBytes] = {};  // the whole key (compared past 16)
+};
+
+struct IncrMemo {
+  IncrMemoEntry entries[kIncrMemoEntries];
+  uint32_t next = 0;      // the entry the next Remember overwrites
+  uint32_t last_hit = 0;  // spared by that: the hot key stays
+  uint64_t hits = 0;      // IncrMemoHits()
+};
+
+inline constinit thread_local IncrMemo tls_incr_memo;
+
+// How many of this thread's Incr calls took the memo's path, for the tests
+// that must know which path ran.
+inline uint64_t IncrMemoHits() { return tls_incr_memo.hits; }
+
+// What the memo's path needs of a table: made by the core when it is
+// opened, held by value in Table. Points into the core (its registry), so
+// it lives exactly as long as the core. core_id 0: nothing is remembered
+// (no core, a read-only handle, a table with TTLs).
+struct FastIncrView {
+  uint64_t core_id = 0;
+  uint64_t fingerprint = 0;  // the schema's: what an IntColumn must carry
+  ProcessRegistry* registry = nullptr;
+  uint32_t state_offset = 0;
+  uint32_t key_offset = 0;
+  uint32_t key_len_word = 0;
+  uint32_t key_len_shift = 0;
+  uint64_t key_len_mask = 0;
+  bool key_words_aligned = false;  // the key's bytes start on a word
+};
+
+// Whether `row` holds `key` (TableCore::KeyEquals, from the view).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool RowKeyIs(const FastIncrView& v,
+                                                  const std::byte* row,
+                                                  absl::string_view key) {
+  if (ABSL_PREDICT_TRUE(v.key_words_aligned)) {
+    return KeyWordsEqual(row, key, v.key_offset, v.key_len_word,
+                         v.key_len_shift, v.key_len_mask);
+  }
+  return KeyLengthIs(row, key.size(), v.key_len_word, v.key_len_shift,
+                     v.key_len_mask) &&
+         SharedEquals(row, v.key_offset, key.data(), key.size());
+}
+
+// Under the bucket lock, on a row known to hold the key: adds `delta` to
+// the int field at `offset` (`width` bytes) and stores it. False (nothing
+// stored) when the sum leaves the column's width. The short path's add too.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool AddToField(std::byte* p,
+                                                    uint32_t offset,
+                                                    uint32_t width,
+                                                    int64_t delta,
+                                                    int64_t* result) {
+  MaybeCrash(CrashPoint::kLockedBeforeRecord);
+  if (ABSL_PREDICT_TRUE(width == 8 && (offset & 7) == 0)) {
+    // A whole aligned word: readers copy it whole, so one store publishes.
+    if (ABSL_PREDICT_FALSE(__builtin_add_overflow(
+            static_cast<int64_t>(LoadWord(p + offset)), delta, result))) {
+      return false;
+    }
+    StoreWord(p + offset, static_cast<uint64_t>(*result));
+  } else {
+    const int64_t now = SignExtend(LoadField(p, offset, width), width);
+    const int64_t hi = IntMax(width);
+    if (ABSL_PREDICT_FALSE(__builtin_add_overflow(now, delta, result) ||
+                           *result < -hi - 1 || *result > hi)) {
+      return false;
+    }
+    StoreField(p, offset, width, static_cast<uint64_t>(*result));
+  }
+  MaybeCrash(CrashPoint::kAfterSingleStore);
+  return true;
+}
+
+// Whether memo entry `e` is `key` (with `words` and `shape`) in the table
+// `core_id` names.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool EntryIs(const IncrMemoEntry& e,
+                                                 uint64_t core_id,
+                                                 absl::string_view key,
+                                                 const KeyWords& words,
+                                                 uint64_t shape) {
+  return e.words.first == words.first && e.words.last == words.last &&
+         e.shape == shape && e.core_id == core_id &&
+         (key.size() <= 16 ||
+          std::memcmp(e.key, key.data(), key.size()) == 0);
+}
+
+// The memo's path for an Incr without a TTL of int column `column` (at
+// `offset`, `width` bytes: fields that passed IsIntColumn, or the memo
+// would not hold them). True once the add is stored (*result is the new
+// value); false when nothing changed: take the short path.
+//
+// The protocol is the short path's, with the memo's row in place of the
+// chain walk: the bucket's seq_head word (acquire) must still be the one
+// remembered; the row, read as a reader reads, must be live and hold the
+// key; then the lock, and under it the seq_head word unchanged since the
+// first read (so those reads saw a bucket nobody changed, and the row was
+// and still is in the key's chain). The row's state and key, which nobody
+// writes while the key stays, are read before the lock: under it only the
+// lock's cache line (lock, seq_head) and the counter's are touched, which
+// is what two processes on one key pass between them.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IncrRemembered(
+    const FastIncrView& v, absl::string_view key, int column, uint32_t offset,
+    uint32_t width, int64_t delta, int64_t* result) {
+  if (v.core_id == 0 || key.size() > kIncrMemoKeyBytes) return false;
+  IncrMemo& memo = tls_incr_memo;
+  const KeyWords words = WordsOf(key);
+  const uint64_t shape = IncrShape(key.size(), column, offset, width);
+  // The last hit first: a hot key is found at the first probe.
+  uint32_t i = memo.last_hit;
+  if (!EntryIs(memo.entries[i], v.core_id, key, words, shape)) {
+    for (i = 0; i < kIncrMemoEntries; ++i) {
+      if (i != memo.last_hit &&
+          EntryIs(memo.entries[i], v.core_id, key, words, shape)) {
+        break;
+      }
+    }
+    if (i == kIncrMemoEntries) return false;
+    memo.last_hit = i;
+  }
+  IncrMemoEntry& e = memo.entries[i];
+  std::atomic_ref<uint64_t> seq(*const_cast<uint64_t*>(e.seq_head));
+  const uint32_t state_word = v.state_offset & ~uint32_t{7};
+  if (seq.load(std::memory_order_acquire) != e.seq_word ||
+      ((std::atomic_ref<uint64_t>(
+            *reinterpret_cast<uint64_t*>(e.row + state_word))
+            .load(std::memory_order_acquire) >>
+        ((v.state_offset - state_word) * 8)) &
+       0xffff) != kRowLive ||
+      !RowKeyIs(v, e.row, key)) {
+    e.core_id = 0;  // stale: the short path looks the key up again
+    return false;
+  }
+  const OwnerToken* me = v.registry->CachedSelf();
+  if (ABSL_PREDICT_FALSE(me == nullptr)) return false;
+  OwnerLock lock(e.lock, v.registry);
+  if (ABSL_PREDICT_FALSE(!lock.TryLockSpinning(*me, kIncrSpinPauses))) {
+    return false;
+  }
+  bool done = false;
+  if (ABSL_PREDICT_TRUE(seq.load(std::memory_order_relaxed) == e.seq_word)) {
+    done = AddToField(e.row, offset, width, delta, result);
+    memo.hits += done;
+  } else {
+    e.core_id = 0;
+  }
+  // Unlock fails only when the word no longer holds our token, and only a
+  // waiter that found this process dead replaces it (owner_lock.h): never
+  // while we run, unless a supervisor misused MarkDead on a live pid (it is
+  // for reaped children). The add is stored either way and no record
+  // exists to undo it, so the status is dropped, as OwnerLockGuard drops it.
+  (void)lock.Unlock(*me);
+  return done;
+}
+
+// Puts an Incr that took the short path into this thread's memo.
+inline void RememberIncr(const FastIncrView& v, absl::string_view key,
+                         int column, uint32_t offset, uint32_t width,
+                         uint64_t* lock, const uint64_t* seq_head,
+                         std::byte* row, uint64_t seq_word) {
+  if (v.core_id == 0 || key.size() > kIncrMemoKeyBytes) return;
+  IncrMemo& memo = tls_incr_memo;
+  if (memo.next == memo.last_hit) {
+    memo.next = (memo.next + 1) % kIncrMemoEntries;
+  }
+  IncrMemoEntry& e = memo.entries[memo.next];
+  memo.next = (memo.next + 1) % kIncrMemoEntries;
+  e.words = WordsOf(key);
+  e.shape = IncrShape(key.size(), column, offset, width);
+  e.core_id = v.core_id;
+  e.lock = lock;
+  e.seq_head = seq_head;
+  e.row = row;
+  e.seq_word = seq_word;
+  std::memcpy(e.key, key.data(), key.size());
+}
+
+}  // namespace shmkit::internal
+
+#endif  // SHMKIT_TABLE_INTERNAL_FAST_INCR_H_
