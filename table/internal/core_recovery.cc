@@ -111,7 +111,7 @@ void TableCore::RecoverRecord(uint32_t slot, uint32_t b) const {
       const bool linked = ChainContains(b, r, &prev);
       if (RowState(r) == in_flight) {
         if (linked) {
-          SetRowState(r, kRowLive);  // published: finish the insert
+          PublishRowLive(r);  // published: finish the insert
           set_delta(+1);
         } else {
           free_row(0);  // claimed, never linked
@@ -132,7 +132,7 @@ void TableCore::RecoverRecord(uint32_t slot, uint32_t b) const {
         if (linked) {
           // Never unlinked: readers still see the row, so the delete did
           // not happen (the unlink is its moment). Undo the mark.
-          SetRowState(r, kRowLive);
+          PublishRowLive(r);
           set_delta(0);
         } else {
           free_row(-1);

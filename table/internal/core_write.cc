@@ -276,7 +276,7 @@ absl::Status TableCore::InsertLocked(OwnerToken me, uint32_t b,
   MaybeCrash(CrashPoint::kLinkedBeforeSeqEven);
   SeqEnd(b);
   MaybeCrash(CrashPoint::kLinkedBeforeLive);
-  SetRowState(r, kRowLive);
+  PublishRowLive(r);
   MaybeCrash(CrashPoint::kAfterSeqEvenPinned);
   RetireRecord(me);
   return absl::OkStatus();

@@ -18,8 +18,9 @@
 //     the bucket changed meanwhile (every such change moves the sequence);
 //   - the row is live and holds the key, so not even a sequence that
 //     wrapped round can mislead it. The state is read with acquire before
-//     the key (a writer stores the key, then the state with release), so a
-//     row that reads live shows the key it was made live with;
+//     the key (a writer stores the key, then makes the row live with a
+//     release store: TableCore::PublishRowLive), so a row that reads live
+//     shows the key it was made live with;
 //   - under the bucket lock, the seq_head word has not moved since.
 // Anything else returns false, nothing changed: the caller then takes the
 // short path, which looks the key up afresh and remembers it again. The add

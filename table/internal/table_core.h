@@ -291,6 +291,20 @@ class TableCore {
   void SetRowState(uint32_t r, uint32_t state) const {
     StoreField(row_ptr(r), state_offset_, 2, state);
   }
+  // SetRowState(r, kRowLive) with a release store: a reader that loads the
+  // state with acquire and sees the row live also sees the key it was made
+  // live with (Incr's memo, fast_incr.h, reads a row outside its bucket's
+  // seqlock that way). Lock holder only.
+  void PublishRowLive(uint32_t r) const {
+    std::byte* p = row_ptr(r);
+    const uint32_t word_start = state_offset_ & ~uint32_t{7};
+    const uint32_t shift = (state_offset_ - word_start) * 8;
+    uint64_t& word = *reinterpret_cast<uint64_t*>(p + word_start);
+    const uint64_t w = Load(word, std::memory_order_relaxed);
+    Store(word,
+          (w & ~(FieldMask(2) << shift)) | (uint64_t{kRowLive} << shift),
+          std::memory_order_release);
+  }
   // The one key comparison (racy outside the lock: confirm with the
   // seqlock). Key bytes start on a word in every layout the planner makes
   // today: KeyWordsEqual (fast_find.h); otherwise byte by byte.
