@@ -319,8 +319,8 @@ class Table {
   // of another schema gets the same InvalidArgument as above.
   // A thread that increments the same key again (a hot counter) finds its
   // row in a small per-thread memo of its last few keys (process-local,
-  // checked under the row's lock), so the repeat skips the hash and the
-  // chain walk; it answers exactly what a lookup would. Inlined.
+  // re-checked against the table every time), so the repeat skips the hash
+  // and the chain walk; it answers exactly what a lookup would. Inlined.
   absl::StatusOr<int64_t> Incr(absl::string_view key, IntColumn column,
                                int64_t delta, const IncrOptions& options = {}) {
     int64_t result;
