@@ -538,7 +538,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TableCore::IncrementShort(
       AddToField(p, offset, width, delta, result);
   (void)lock.Unlock(*me);  // dropped status: see IncrRemembered (fast_incr.h)
   if (done) {
-    RememberIncr(incr_, key, column, offset, width, lock_word(b), &word, p, w1);
+    RememberIncr(incr_, key, column, offset, width, lock_word(b), &word, p, w1,
+                 *me);
   }
   return done;
 }

@@ -11,17 +11,26 @@
 //
 // So each thread keeps the last kIncrMemoEntries keys whose Incr took the
 // short path (core_write.cc): the table, the column, the key's bytes, its
-// bucket's lock and seq_head words, its row, and the seq_head word as it
-// was. An Incr that finds its key here goes straight to that row and trusts
-// it only if
-//   - the bucket's seq_head word is still that word: no chain and no key of
-//     the bucket changed meanwhile (every such change moves the sequence);
-//   - the row is live and holds the key, so not even a sequence that
-//     wrapped round can mislead it. The state is read with acquire before
-//     the key (a writer stores the key, then makes the row live with a
-//     release store: TableCore::PublishRowLive), so a row that reads live
-//     shows the key it was made live with;
-//   - under the bucket lock, the seq_head word has not moved since.
+// bucket's lock and seq_head words, its row, the seq_head word as it was,
+// and the owner token the thread locks with (with the fork epoch it was
+// claimed in). An Incr that finds its key here goes straight to that row
+// and trusts it only if
+//   - the row is live and holds the key (read as a reader reads, before the
+//     lock). The state is read with acquire before the key (a writer stores
+//     the key, then makes the row live with a release store:
+//     TableCore::PublishRowLive), so a row that reads live shows the key it
+//     was made live with;
+//   - under the bucket lock, the bucket's seq_head word is still the one
+//     remembered: no chain and no key of the bucket changed since the key
+//     was looked up (every such change moves the sequence), so the row was
+//     in the key's chain when it was read above and still is. The key check
+//     stays although the sequence would do alone: it keeps a sequence that
+//     wrapped round (2^32 changes of one bucket) from sending the add to
+//     another key's row.
+// The seq_head word is not read before the lock: it shares a cache line
+// with the lock word, and on a key two processes increment, reading that
+// line before the compare-and-swap would fetch it twice (shared, then
+// owned) instead of once.
 // Anything else returns false, nothing changed: the caller then takes the
 // short path, which looks the key up afresh and remembers it again. The add
 // itself is the short path's (AddToField below): one store of an aligned
@@ -31,7 +40,8 @@
 // trivially destructible, never in shared memory. A table is named in it by
 // its core's id (never reused within a process), so a closed table's
 // entries never match again; a forked child inherits entries that name the
-// same mapped rows, and locks as itself (its own registry token).
+// same mapped rows, and finds the remembered token's fork epoch is not its
+// own: it looks the key up once and remembers it with its own token.
 #ifndef SHMKIT_TABLE_INTERNAL_FAST_INCR_H_
 #define SHMKIT_TABLE_INTERNAL_FAST_INCR_H_
 
@@ -43,6 +53,8 @@
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
 #include "absl/strings/string_view.h"
+#include "shmkit/ipc/internal/proc.h"
+#include "shmkit/ipc/internal/shared.h"
 #include "shmkit/ipc/owner_lock.h"
 #include "shmkit/ipc/process_registry.h"
 #include "shmkit/table/internal/fast_find.h"
@@ -104,17 +116,19 @@ struct IncrMemoEntry {
   KeyWords words;
   uint64_t shape = 0;    // IncrShape
   uint64_t core_id = 0;  // 0: empty (ids start at 1)
+  uint64_t epoch = 0;    // ForkEpoch() when `token` was this thread's
   uint64_t* lock = nullptr;
   const uint64_t* seq_head = nullptr;
   std::byte* row = nullptr;
   uint64_t seq_word = 0;
+  OwnerToken token;                  // registry_.Self() in this thread
   char key[kIncrMemoKeyBytes] = {};  // the whole key (compared past 16)
 };
 
 struct IncrMemo {
   IncrMemoEntry entries[kIncrMemoEntries];
   uint32_t next = 0;      // the entry the next Remember overwrites
-  uint32_t last_hit = 0;  // spared by that: the hot key stays
+  uint32_t last_hit = 0;  // probed first; spared by that
   uint64_t hits = 0;      // IncrMemoHits()
 };
 
@@ -201,14 +215,14 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool EntryIs(const IncrMemoEntry& e,
 // value); false when nothing changed: take the short path.
 //
 // The protocol is the short path's, with the memo's row in place of the
-// chain walk: the bucket's seq_head word (acquire) must still be the one
-// remembered; the row, read as a reader reads, must be live and hold the
-// key; then the lock, and under it the seq_head word unchanged since the
-// first read (so those reads saw a bucket nobody changed, and the row was
-// and still is in the key's chain). The row's state and key, which nobody
-// writes while the key stays, are read before the lock: under it only the
-// lock's cache line (lock, seq_head) and the counter's are touched, which
-// is what two processes on one key pass between them.
+// chain walk: the row, read as a reader reads, must be live and hold the
+// key; then the lock, and under it the bucket's seq_head word must still be
+// the one the key's lookup read (so the row was and still is in the key's
+// chain). The row's state and key, which nobody writes while the key stays,
+// are read before the lock, and the lock's cache line (lock, seq_head) is
+// first touched by the compare-and-swap: under the lock only that line and
+// the counter's are touched, which is what two processes on one key pass
+// between them.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IncrRemembered(
     const FastIncrView& v, absl::string_view key, int column, uint32_t offset,
     uint32_t width, int64_t delta, int64_t* result) {
@@ -218,7 +232,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IncrRemembered(
   const uint64_t shape = IncrShape(key.size(), column, offset, width);
   // The last hit first: a hot key is found at the first probe.
   uint32_t i = memo.last_hit;
-  if (!EntryIs(memo.entries[i], v.core_id, key, words, shape)) {
+  if (ABSL_PREDICT_FALSE(
+          !EntryIs(memo.entries[i], v.core_id, key, words, shape))) {
     for (i = 0; i < kIncrMemoEntries; ++i) {
       if (i != memo.last_hit &&
           EntryIs(memo.entries[i], v.core_id, key, words, shape)) {
@@ -229,26 +244,27 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IncrRemembered(
     memo.last_hit = i;
   }
   IncrMemoEntry& e = memo.entries[i];
-  std::atomic_ref<uint64_t> seq(*const_cast<uint64_t*>(e.seq_head));
   const uint32_t state_word = v.state_offset & ~uint32_t{7};
-  if (seq.load(std::memory_order_acquire) != e.seq_word ||
-      ((std::atomic_ref<uint64_t>(
-            *reinterpret_cast<uint64_t*>(e.row + state_word))
-            .load(std::memory_order_acquire) >>
-        ((v.state_offset - state_word) * 8)) &
-       0xffff) != kRowLive ||
-      !RowKeyIs(v, e.row, key)) {
-    e.core_id = 0;  // stale: the short path looks the key up again
+  if (ABSL_PREDICT_FALSE(
+          e.epoch != ForkEpoch() ||
+          ((std::atomic_ref<uint64_t>(
+                *reinterpret_cast<uint64_t*>(e.row + state_word))
+                .load(std::memory_order_acquire) >>
+            ((v.state_offset - state_word) * 8)) &
+           0xffff) != kRowLive ||
+          !RowKeyIs(v, e.row, key))) {
+    // Another process's token (a forked child), or the key left the row:
+    // the short path looks it up again and remembers it here.
+    e.core_id = 0;
     return false;
   }
-  const OwnerToken* me = v.registry->CachedSelf();
-  if (ABSL_PREDICT_FALSE(me == nullptr)) return false;
   OwnerLock lock(e.lock, v.registry);
-  if (ABSL_PREDICT_FALSE(!lock.TryLockSpinning(*me, kIncrSpinPauses))) {
+  if (ABSL_PREDICT_FALSE(!lock.TryLockSpinning(e.token, kIncrSpinPauses))) {
     return false;
   }
   bool done = false;
-  if (ABSL_PREDICT_TRUE(seq.load(std::memory_order_relaxed) == e.seq_word)) {
+  if (ABSL_PREDICT_TRUE(Load(*e.seq_head, std::memory_order_relaxed) ==
+                        e.seq_word)) {
     done = AddToField(e.row, offset, width, delta, result);
     memo.hits += done;
   } else {
@@ -259,30 +275,42 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IncrRemembered(
   // while we run, unless a supervisor misused MarkDead on a live pid (it is
   // for reaped children). The add is stored either way and no record
   // exists to undo it, so the status is dropped, as OwnerLockGuard drops it.
-  (void)lock.Unlock(*me);
+  (void)lock.Unlock(e.token);
   return done;
 }
 
-// Puts an Incr that took the short path into this thread's memo.
+// Puts an Incr that took the short path into this thread's memo, `token`
+// being this thread's (registry Self()) in this process. Takes an empty
+// entry (never used, or found stale) if there is one, else the oldest
+// one other than the last hit; the key becomes the last hit.
 inline void RememberIncr(const FastIncrView& v, absl::string_view key,
                          int column, uint32_t offset, uint32_t width,
                          uint64_t* lock, const uint64_t* seq_head,
-                         std::byte* row, uint64_t seq_word) {
+                         std::byte* row, uint64_t seq_word,
+                         OwnerToken token) {
   if (v.core_id == 0 || key.size() > kIncrMemoKeyBytes) return;
   IncrMemo& memo = tls_incr_memo;
-  if (memo.next == memo.last_hit) {
+  uint32_t i = 0;
+  while (i < kIncrMemoEntries && memo.entries[i].core_id != 0) ++i;
+  if (i == kIncrMemoEntries) {
+    if (memo.next == memo.last_hit) {
+      memo.next = (memo.next + 1) % kIncrMemoEntries;
+    }
+    i = memo.next;
     memo.next = (memo.next + 1) % kIncrMemoEntries;
   }
-  IncrMemoEntry& e = memo.entries[memo.next];
-  memo.next = (memo.next + 1) % kIncrMemoEntries;
+  IncrMemoEntry& e = memo.entries[i];
   e.words = WordsOf(key);
   e.shape = IncrShape(key.size(), column, offset, width);
   e.core_id = v.core_id;
+  e.epoch = ForkEpoch();
   e.lock = lock;
   e.seq_head = seq_head;
   e.row = row;
   e.seq_word = seq_word;
+  e.token = token;
   std::memcpy(e.key, key.data(), key.size());
+  memo.last_hit = i;
 }
 
 }  // namespace shmkit::internal

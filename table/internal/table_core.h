@@ -47,10 +47,9 @@
 // row as a reader does, then takes the lock and keeps the row only if the
 // bucket's seq_head word has not moved since: the lock is held for one load
 // and one store. A key the same thread incremented before is found in its
-// memo instead: the same word, checked before and under the lock, plus the
-// row's state and key, read before it: fast_incr.h.) Every other change
-// follows
-// one protocol (core_write.cc), in this order:
+// memo instead: the row's state and key read before the lock, the same
+// word, as the key's lookup read it, checked under it: fast_incr.h.) Every
+// other change follows one protocol (core_write.cc), in this order:
 //   1. record what is about to happen in the writer's SlotArea (op, bucket,
 //      row, the bytes about to change, live_delta) and pin the registry slot
 //      (release store): "my record is live";

@@ -5,6 +5,12 @@
 
 namespace shmkit::internal {
 
+void ArmedPointReached() {
+  if (crash_countdown.fetch_sub(1, std::memory_order_relaxed) <= 0) {
+    CrashNow();
+  }
+}
+
 void CrashNow() {
   if (armed_crash_action.load(std::memory_order_relaxed) ==
       static_cast<int>(CrashAction::kStop)) {

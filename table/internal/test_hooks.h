@@ -8,6 +8,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "absl/base/attributes.h"
+
 namespace shmkit::internal {
 
 enum class CrashPoint : int {
@@ -46,12 +48,15 @@ inline std::atomic<int64_t> crash_countdown{0};
 // continues after SIGCONT; the point is disarmed by then.
 void CrashNow();
 
-inline void MaybeCrash(CrashPoint point) {
+// The armed point was reached: counts the hit down, CrashNow() at zero. Out
+// of line, so the disarmed hook below stays a load and a branch wherever it
+// is inlined.
+void ArmedPointReached();
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MaybeCrash(CrashPoint point) {
   if (armed_crash_point.load(std::memory_order_relaxed) ==
       static_cast<int>(point)) [[unlikely]] {
-    if (crash_countdown.fetch_sub(1, std::memory_order_relaxed) <= 0) {
-      CrashNow();
-    }
+    ArmedPointReached();
   }
 }
 

@@ -218,6 +218,41 @@ TEST(FastApi, TheMemoFollowsAKeyThatMovedToAnotherRow) {
   EXPECT_EQ(t->Count(), 0u);
 }
 
+// A thread's memo holds four keys. One found stale (its bucket changed) is
+// looked up again and takes back its own entry: the three others stay
+// remembered and keep hitting.
+TEST(FastApi, AKeyFoundStaleTakesBackItsOwnMemoEntry) {
+  const Schema s = Sessions();
+  absl::StatusOr<Table> t = Table::Create(s, {.capacity = 64});
+  ASSERT_TRUE(t.ok());
+  const IntColumn hits = *s.Int("hits");
+  const std::vector<std::string> keys = {"rate:a", "rate:b", "rate:c",
+                                         "rate:d"};
+  for (const std::string& k : keys) {
+    ASSERT_TRUE(t->Set(k, {{hits, 0}}).ok());
+    ASSERT_EQ(*t->Incr(k, hits, 1), 1);  // looked up, remembered
+  }
+  uint64_t before = internal::IncrMemoHits();
+  for (const std::string& k : keys) ASSERT_EQ(*t->Incr(k, hits, 1), 2);
+  ASSERT_EQ(internal::IncrMemoHits() - before, 4u);
+  for (int round = 0; round < 8; ++round) {
+    const std::string& stale = keys[(round * 3) % 4];
+    // The key is replaced (same value): its bucket's sequence moves.
+    ASSERT_TRUE(t->Del(stale).ok());
+    ASSERT_TRUE(t->Set(stale, {{hits, 2 + round}}).ok());
+    before = internal::IncrMemoHits();
+    ASSERT_EQ(*t->Incr(stale, hits, 1), 3 + round);  // looked up again
+    EXPECT_EQ(internal::IncrMemoHits(), before) << round;
+    for (const std::string& k : keys) {
+      if (k != stale) {
+        ASSERT_TRUE(t->Incr(k, hits, 0).ok());
+      }
+    }
+    ASSERT_EQ(*t->Incr(stale, hits, -1), 2 + round);
+    EXPECT_EQ(internal::IncrMemoHits() - before, 4u) << round;
+  }
+}
+
 TEST(FastApi, TheMemoTellsTablesColumnsAndKeysApart) {
   const Schema s = Sessions();
   const IntColumn hits = *s.Int("hits");

@@ -188,8 +188,10 @@ TEST(TableFork, AChildIncrementsThroughItsParentsMemoAsItself) {
       absl::StatusOr<int64_t> v = t->Incr("hot", n, 1);
       if (!v.ok() || *v != i) return kUnexpected;
     }
-    // The child's first Incr claims its own registry slot (the short path
-    // does); the 999 others take the inherited memo.
+    // The child's first Incr finds the inherited entry's token is its
+    // parent's (another fork epoch): it looks the key up, claims its own
+    // registry slot and remembers the key with it; the 999 others take the
+    // memo, locking as the child.
     return internal::IncrMemoHits() - hits == 999 ? kOk : kUnexpected;
   });
   EXPECT_TRUE(ExitedWith(counter, kOk, absl::Minutes(1)));
