@@ -280,9 +280,11 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IncrRemembered(
 }
 
 // Puts an Incr that took the short path into this thread's memo, `token`
-// being this thread's (registry Self()) in this process. Takes an empty
-// entry (never used, or found stale) if there is one, else the oldest
-// one other than the last hit; the key becomes the last hit.
+// being this thread's (registry Self()) in this process. Takes the key's
+// own entry if it has one (a hit that found the lock busy falls back to
+// the short path with its entry intact), else an empty entry (never used,
+// or found stale), else the oldest one other than the last hit; the key
+// becomes the last hit.
 inline void RememberIncr(const FastIncrView& v, absl::string_view key,
                          int column, uint32_t offset, uint32_t width,
                          uint64_t* lock, const uint64_t* seq_head,
@@ -290,8 +292,17 @@ inline void RememberIncr(const FastIncrView& v, absl::string_view key,
                          OwnerToken token) {
   if (v.core_id == 0 || key.size() > kIncrMemoKeyBytes) return;
   IncrMemo& memo = tls_incr_memo;
+  const KeyWords words = WordsOf(key);
+  const uint64_t shape = IncrShape(key.size(), column, offset, width);
   uint32_t i = 0;
-  while (i < kIncrMemoEntries && memo.entries[i].core_id != 0) ++i;
+  while (i < kIncrMemoEntries &&
+         !EntryIs(memo.entries[i], v.core_id, key, words, shape)) {
+    ++i;
+  }
+  if (i == kIncrMemoEntries) {
+    i = 0;
+    while (i < kIncrMemoEntries && memo.entries[i].core_id != 0) ++i;
+  }
   if (i == kIncrMemoEntries) {
     if (memo.next == memo.last_hit) {
       memo.next = (memo.next + 1) % kIncrMemoEntries;
@@ -300,8 +311,8 @@ inline void RememberIncr(const FastIncrView& v, absl::string_view key,
     memo.next = (memo.next + 1) % kIncrMemoEntries;
   }
   IncrMemoEntry& e = memo.entries[i];
-  e.words = WordsOf(key);
-  e.shape = IncrShape(key.size(), column, offset, width);
+  e.words = words;
+  e.shape = shape;
   e.core_id = v.core_id;
   e.epoch = ForkEpoch();
   e.lock = lock;

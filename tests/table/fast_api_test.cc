@@ -237,7 +237,7 @@ TEST(FastApi, AKeyFoundStaleTakesBackItsOwnMemoEntry) {
   ASSERT_EQ(internal::IncrMemoHits() - before, 4u);
   for (int round = 0; round < 8; ++round) {
     const std::string& stale = keys[(round * 3) % 4];
-    // The key is replaced (same value): its bucket's sequence moves.
+    // The key is deleted and set again: its bucket's sequence moves.
     ASSERT_TRUE(t->Del(stale).ok());
     ASSERT_TRUE(t->Set(stale, {{hits, 2 + round}}).ok());
     before = internal::IncrMemoHits();
