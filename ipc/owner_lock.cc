@@ -105,6 +105,17 @@ absl::StatusOr<LockResult> OwnerLock::LockSlow(OwnerToken me,
   }
 }
 
+std::optional<OwnerToken> OwnerLock::DeadHolder() const {
+  const uint64_t word = internal::Load(*word_, std::memory_order_relaxed);
+  const std::optional<OwnerToken> owner = OwnerOfLockWord(word);
+  if (!owner.has_value() || !registry_->IsDead(*owner)) return std::nullopt;
+  const uint64_t again = internal::Load(*word_, std::memory_order_relaxed);
+  if ((again & ~kLockWaitersBit) != (word & ~kLockWaitersBit)) {
+    return std::nullopt;
+  }
+  return owner;
+}
+
 absl::Status OwnerLock::NotOwner(OwnerToken me, uint64_t word) const {
   const std::optional<OwnerToken> owner = OwnerOfLockWord(word);
   if (!owner.has_value()) {

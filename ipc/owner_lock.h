@@ -126,6 +126,17 @@ class OwnerLock {
   std::optional<OwnerToken> Owner() const {
     return OwnerOfLockWord(internal::Load(*word_, std::memory_order_relaxed));
   }
+
+  // The owner, when it is dead and the lock is still the one it held:
+  // what a reader that cannot take the lock asks before it reports work
+  // left unfinished. nullopt when free, held by a live owner, or let go
+  // while the registry was asked. An exited process counts as dead before
+  // it is reaped, so an owner that unlocked and then exited between the
+  // load and the liveness answer would otherwise read as one that died
+  // holding; the word is read again after the answer (the waiters bit
+  // aside: a waiter may set it meanwhile), and a dead owner changes nothing
+  // any more. Only reads; a waiter may still take the lock over at once.
+  std::optional<OwnerToken> DeadHolder() const;
   uint64_t* word() const { return word_; }
 
  private:

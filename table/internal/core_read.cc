@@ -75,12 +75,9 @@ absl::Status TableCore::ReadBucketLocked(
     while (absl::Now() < deadline) {
       // A writer that died in this bucket will not finish: say so now
       // rather than after lock_timeout (checking reads the registry only).
-      // The word is read again after the check: an owner that let go and
-      // then exited between the two is dead but left nothing busy.
-      const uint64_t word = Load(*lock_word(b), std::memory_order_relaxed);
-      if (std::optional<OwnerToken> owner = OwnerOfLockWord(word);
-          owner.has_value() && registry_.IsDead(*owner) &&
-          Load(*lock_word(b), std::memory_order_relaxed) == word) {
+      if (const std::optional<OwnerToken> owner =
+              OwnerLock(lock_word(b), &registry_).DeadHolder();
+          owner.has_value()) {
         return absl::FailedPreconditionError(absl::StrCat(
             "bucket ", b,
             " was left busy by a writer that died (registry slot ", owner->slot,

@@ -182,9 +182,7 @@ absl::StatusOr<uint64_t> TableCore::Recover() {
   RecoverCrashedWriters(me);
   // Locks of dead owners with nothing to repair: take them over too.
   for (uint32_t b = 0; b < bucket_count_; ++b) {
-    std::optional<OwnerToken> owner =
-        OwnerOfLockWord(Load(*lock_word(b), std::memory_order_relaxed));
-    if (owner && registry_.IsDead(*owner)) {
+    if (OwnerLock(lock_word(b), &registry_).DeadHolder().has_value()) {
       SHMKIT_ASSIGN_OR_RETURN(OwnerLockGuard guard, LockBucket(b, me));
     }
   }

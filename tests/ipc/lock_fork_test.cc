@@ -90,6 +90,41 @@ TEST(LockFork, AHolderThatExitedIsTakenOverBeforeItIsReaped) {
   EXPECT_TRUE(e->signaled && e->signal == SIGKILL);
 }
 
+TEST(LockFork, AnExitedChildHoldsOnlyTheLockItDidNotLetGo) {
+  // What a reader that cannot take the lock (a pipe queue's reader, a
+  // read-only table) asks of a lock word: the child took locks 0 and 1,
+  // let lock 1 go and exited. Both answers hold before it is reaped (an
+  // exited process is dead at once) and after.
+  absl::StatusOr<LockArena> arena = LockArena::Create({.locks = 2});
+  ASSERT_TRUE(arena.ok());
+  SyncPipe exiting;
+  const pid_t child = ForkChild([&] {
+    absl::StatusOr<OwnerToken> me = arena->Self();
+    if (!me.ok()) return 1;
+    OwnerLock held = *arena->lock(0), let_go = *arena->lock(1);
+    if (!held.TryLock(*me) || !let_go.TryLock(*me)) return 2;
+    if (!let_go.Unlock(*me).ok()) return 3;
+    exiting.Signal();
+    return 0;  // exits holding lock 0
+  });
+  ASSERT_TRUE(exiting.Wait().has_value());
+  siginfo_t info{};
+  ASSERT_EQ(waitid(P_PID, child, &info, WEXITED | WNOWAIT), 0);
+  const std::optional<OwnerToken> dead = arena->lock(0)->DeadHolder();
+  ASSERT_TRUE(dead.has_value());
+  EXPECT_EQ(arena->lock(0)->Owner(), dead);
+  EXPECT_EQ(arena->lock(1)->DeadHolder(), std::nullopt);
+  ASSERT_TRUE(ExitedWith(child, 0));
+  EXPECT_EQ(arena->lock(0)->DeadHolder(), dead);
+  EXPECT_EQ(arena->lock(1)->DeadHolder(), std::nullopt);
+  // A taker is told whose work it was.
+  absl::StatusOr<OwnerLockGuard> g = arena->Acquire(0, absl::Seconds(20));
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_TRUE(g->result().took_over);
+  EXPECT_EQ(g->result().dead_owner, *dead);
+  EXPECT_EQ(arena->lock(0)->DeadHolder(), std::nullopt);
+}
+
 TEST(LockFork, StoppedHolderIsNeverOverridden) {
   absl::StatusOr<LockArena> arena = LockArena::Create({});
   ASSERT_TRUE(arena.ok());

@@ -154,6 +154,29 @@ TEST(OwnerLock, DeadOwnerIsTakenOverAndTheWaiterIsTold) {
   EXPECT_TRUE(lock.Unlock(me).ok());
 }
 
+TEST(OwnerLock, DeadHolderNamesOnlyADeadOwnerStillHoldingTheLock) {
+  absl::StatusOr<LockArena> arena = LockArena::Create({});
+  ASSERT_TRUE(arena.ok());
+  OwnerLock lock = *arena->lock(0);
+  const OwnerToken me = *arena->Self();
+  EXPECT_EQ(lock.DeadHolder(), std::nullopt);  // free
+  ASSERT_TRUE(lock.TryLock(me));
+  EXPECT_EQ(lock.DeadHolder(), std::nullopt);  // held by a live owner
+  ASSERT_TRUE(lock.Unlock(me).ok());
+  const OwnerToken ghost{me.slot, me.generation - 1};  // a dead owner
+  *lock.word() = LockWordOf(ghost);
+  EXPECT_EQ(lock.DeadHolder(), ghost);
+  // A waiter sleeping on the word does not change whose lock it is.
+  *lock.word() = LockWordOf(ghost) | kLockWaitersBit;
+  EXPECT_EQ(lock.DeadHolder(), ghost);
+  absl::StatusOr<LockResult> r = lock.Lock(me, absl::Seconds(5));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->took_over);
+  EXPECT_EQ(lock.DeadHolder(), std::nullopt);  // taken over: live owner
+  *lock.word() = LockWordOf(me);  // drop the waiters bit (nobody sleeps)
+  EXPECT_TRUE(lock.Unlock(me).ok());
+}
+
 TEST(OwnerLock, ThreadsContendingKeepAPlainCounterExact) {
   absl::StatusOr<LockArena> arena = LockArena::Create({});
   ASSERT_TRUE(arena.ok());

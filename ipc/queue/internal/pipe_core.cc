@@ -464,18 +464,13 @@ absl::Status PipeCore::Send(absl::string_view bytes, int64_t type,
 
 bool PipeCore::WriterDiedMidFrame(pid_t* pid) const {
   if (Load(control_->writing_bytes) == 0) return false;
-  const uint64_t word = Load(control_->writer_lock);
-  const std::optional<OwnerToken> owner = OwnerOfLockWord(word);
-  if (!owner.has_value() || !registry_.IsDead(*owner)) return false;
-  // Between the loads above and the liveness check the writer may have
-  // finished its frame, let the lock go and exited (an exited process is
-  // dead before it is reaped): dead, but not in the middle of a frame. A
-  // dead process changes nothing any more, so read both words again: it
-  // died mid-frame only if it still holds the lock with a frame pending.
-  if (Load(control_->writer_lock) != word ||
-      Load(control_->writing_bytes) == 0) {
-    return false;
-  }
+  const std::optional<OwnerToken> owner =
+      OwnerLock(&control_->writer_lock, &registry_).DeadHolder();
+  if (!owner.has_value()) return false;
+  // The dead writer still holds the lock, and only the holder writes
+  // writing_bytes: read now, it is what the writer left (the first read
+  // only spares the registry when no frame is pending).
+  if (Load(control_->writing_bytes) == 0) return false;
   *pid = registry_.Slot(owner->slot).pid;
   return true;
 }
