@@ -508,10 +508,11 @@ BENCHMARK(UserHotIncr_2proc_Shmkit)->MinTime(1.0);
 
 // The same with the key second in its bucket's chain. A block holds its
 // bucket's lock and two home rows; a key alone in its bucket sits in the
-// first, whose 8-byte columns share the lock's cache line, so a hot key
-// there moves one line between the cores per increment. A key that found
-// the first home row taken (another key of its bucket came first) sits in
-// the second, on another line: two lines move. Users' hot keys land in
+// first, whose leading 8-byte columns (W's two) share the lock's cache
+// line, so a hot key there moves one line between the cores per
+// increment. A key that found the first home row taken (another key of
+// its bucket came first) sits in the second, on another line: two lines
+// move. Users' hot keys land in
 // either; this one is placed second by inserting, first, a key that shares
 // its bucket (found through the chain histogram: public API only).
 void UserHotIncr_2proc_Shmkit_SecondRow(benchmark::State& state) {
