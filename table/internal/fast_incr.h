@@ -122,6 +122,13 @@ struct IncrMemoEntry {
   std::byte* row = nullptr;
   uint64_t seq_word = 0;
   OwnerToken token;                  // registry_.Self() in this thread
+  // For a key of 9 to 16 bytes in a table whose key bytes start on a word:
+  // the row's second key word under `tail_mask` reads `row_tail` (the key's
+  // bytes 8 .. size-1), so the row's key is checked with two word compares
+  // and no loop (RememberedKeyIs). tail_mask 0 for other keys: the general
+  // compare runs.
+  uint64_t tail_mask = 0;
+  uint64_t row_tail = 0;
   char key[kIncrMemoKeyBytes] = {};  // the whole key (compared past 16)
 };
 
@@ -196,6 +203,21 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool AddToField(std::byte* p,
   return true;
 }
 
+// Whether `row` holds `key`, the key of memo entry `e`: RowKeyIs, with a
+// key of 9 to 16 bytes compared as the two words the entry keeps for it.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool RememberedKeyIs(
+    const FastIncrView& v, const IncrMemoEntry& e, const std::byte* row,
+    absl::string_view key) {
+  if (ABSL_PREDICT_TRUE(e.tail_mask != 0)) {
+    const std::byte* k = row + v.key_offset;
+    return LoadWord(k) == e.words.first &&
+           (LoadWord(k + 8) & e.tail_mask) == e.row_tail &&
+           KeyLengthIs(row, key.size(), v.key_len_word, v.key_len_shift,
+                       v.key_len_mask);
+  }
+  return RowKeyIs(v, row, key);
+}
+
 // Whether memo entry `e` is `key` (with `words` and `shape`) in the table
 // `core_id` names.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool EntryIs(const IncrMemoEntry& e,
@@ -207,6 +229,22 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool EntryIs(const IncrMemoEntry& e,
          e.shape == shape && e.core_id == core_id &&
          (key.size() <= 16 ||
           std::memcmp(e.key, key.data(), key.size()) == 0);
+}
+
+// The entry other than the last hit that is `key` (EntryIs), made the last
+// hit; kIncrMemoEntries when there is none.
+ABSL_ATTRIBUTE_NOINLINE inline uint32_t FindIncrMemoEntry(
+    uint64_t core_id, absl::string_view key, const KeyWords& words,
+    uint64_t shape) {
+  IncrMemo& memo = tls_incr_memo;
+  for (uint32_t i = 0; i < kIncrMemoEntries; ++i) {
+    if (i != memo.last_hit && EntryIs(memo.entries[i], core_id, key, words,
+                                      shape)) {
+      memo.last_hit = i;
+      return i;
+    }
+  }
+  return kIncrMemoEntries;
 }
 
 // The memo's path for an Incr without a TTL of int column `column` (at
@@ -230,18 +268,14 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IncrRemembered(
   IncrMemo& memo = tls_incr_memo;
   const KeyWords words = WordsOf(key);
   const uint64_t shape = IncrShape(key.size(), column, offset, width);
-  // The last hit first: a hot key is found at the first probe.
+  // The last hit first: a hot key is found at the first probe; the other
+  // entries are searched out of line, keeping what a caller's loop inlines
+  // short.
   uint32_t i = memo.last_hit;
   if (ABSL_PREDICT_FALSE(
           !EntryIs(memo.entries[i], v.core_id, key, words, shape))) {
-    for (i = 0; i < kIncrMemoEntries; ++i) {
-      if (i != memo.last_hit &&
-          EntryIs(memo.entries[i], v.core_id, key, words, shape)) {
-        break;
-      }
-    }
+    i = FindIncrMemoEntry(v.core_id, key, words, shape);
     if (i == kIncrMemoEntries) return false;
-    memo.last_hit = i;
   }
   IncrMemoEntry& e = memo.entries[i];
   const uint32_t state_word = v.state_offset & ~uint32_t{7};
@@ -252,7 +286,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IncrRemembered(
                 .load(std::memory_order_acquire) >>
             ((v.state_offset - state_word) * 8)) &
            0xffff) != kRowLive ||
-          !RowKeyIs(v, e.row, key))) {
+          !RememberedKeyIs(v, e, e.row, key))) {
     // Another process's token (a forked child), or the key left the row:
     // the short path looks it up again and remembers it here.
     e.core_id = 0;
@@ -320,6 +354,17 @@ inline void RememberIncr(const FastIncrView& v, absl::string_view key,
   e.row = row;
   e.seq_word = seq_word;
   e.token = token;
+  if (v.key_words_aligned && key.size() > 8 && key.size() <= 16) {
+    // The key's bytes 8 .. size-1 as the row's second key word holds them
+    // (little-endian, as LoadWord reads on the hosts this builds for): the
+    // last 8 bytes shifted past the ones the first word already covers.
+    const size_t shift = 8 * (16 - key.size());
+    e.tail_mask = ~uint64_t{0} >> shift;
+    e.row_tail = words.last >> shift;
+  } else {
+    e.tail_mask = 0;
+    e.row_tail = 0;
+  }
   std::memcpy(e.key, key.data(), key.size());
   memo.last_hit = i;
 }

@@ -1,6 +1,7 @@
 // The hot path as a user writes it: typed column handles, rows read without
 // Status per column, string values that copy nothing, batch lookups, and a
 // Table that can be empty.
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -290,6 +291,55 @@ TEST(FastApi, TheMemoTellsTablesColumnsAndKeysApart) {
     EXPECT_EQ(*a->Get(keys[k])->GetInt("small"), 5) << keys[k];
     EXPECT_EQ(*b->Get(keys[k])->GetInt("hits"), 500) << keys[k];
     EXPECT_EQ(*b->Get(keys[k])->GetInt("small"), 0) << keys[k];
+  }
+}
+
+// The memo checks a remembered row's key before the lock (the bucket's
+// sequence, checked under it, is what makes the row trustworthy; the key
+// check keeps a sequence that wrapped round from sending the add to another
+// key). A key of 9 to 16 bytes is compared as two words the entry keeps;
+// this checks that compare against rows that differ from the key in one
+// byte anywhere, or in length, for every key size around that range.
+TEST(FastApi, TheMemosRowKeyCheckTellsEveryByteAndLengthApart) {
+  // A row as the view describes it: the key's length in the low 16 bits of
+  // word 0, the key's bytes from byte 8 (on a word), zero-padded.
+  internal::FastIncrView v;
+  v.core_id = ~uint64_t{0};  // no table's: never matches a real Incr
+  v.key_offset = 8;
+  v.key_len_word = 0;
+  v.key_len_shift = 0;
+  v.key_len_mask = 0xffff;
+  v.key_words_aligned = true;
+  alignas(8) std::byte row[8 + 32] = {};
+  const auto write_row = [&](const std::string& k) {
+    std::memset(row, 0, sizeof(row));
+    const uint64_t len = k.size();
+    std::memcpy(row, &len, 8);
+    std::memcpy(row + 8, k.data(), k.size());
+  };
+  uint64_t lock = 0, seq = 0;
+  for (size_t n = 1; n <= 24; ++n) {
+    std::string key(n, 'k');
+    for (size_t i = 0; i < n; ++i) key[i] = static_cast<char>('a' + i);
+    internal::RememberIncr(v, key, 0, 0, 8, &lock, &seq, row, 0,
+                           OwnerToken{1, 1});
+    internal::IncrMemo& memo = internal::tls_incr_memo;
+    internal::IncrMemoEntry& e = memo.entries[memo.last_hit];
+    ASSERT_EQ(e.core_id, v.core_id);
+    write_row(key);
+    EXPECT_TRUE(internal::RememberedKeyIs(v, e, row, key)) << n;
+    for (size_t i = 0; i < n; ++i) {
+      std::string other = key;
+      other[i] = 'Z';
+      write_row(other);
+      EXPECT_FALSE(internal::RememberedKeyIs(v, e, row, key)) << n << " " << i;
+    }
+    // One byte shorter or longer (the row's bytes past its length are 0).
+    write_row(key.substr(0, n - 1));
+    EXPECT_FALSE(internal::RememberedKeyIs(v, e, row, key)) << n;
+    write_row(key + std::string(1, '\0'));
+    EXPECT_FALSE(internal::RememberedKeyIs(v, e, row, key)) << n;
+    e.core_id = 0;  // leave the thread's memo as a real Incr would find it
   }
 }
 
