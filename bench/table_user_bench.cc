@@ -770,6 +770,9 @@ std::vector<Ratio> UserRatios() {
       {"UserGetRow_Boost", "UserGetRow_FloorOneMissCopy", 0},
       {"UserGetRow_Shmkit/huge:0", "UserGetRow_FloorOneMissCopy", 0},
       {"UserGetRow_FloorOneMissCopyHuge", "UserGetRow_FloorOneMissCopy", 0},
+      // The most any table on huge pages could gain on Boost in this run:
+      // under 3, the >= 3x target lies below the floor itself.
+      {"UserGetRow_Boost", "UserGetRow_FloorOneMissCopyHuge", 0},
       {"UserGetRow_Shmkit/huge:1", "UserGetRow_FloorOneMissCopyHuge", 0},
       {"UserIncr_Boost", "UserIncr_FloorLockCompareAdd", 0},
       {"UserIncr_Shmkit", "UserIncr_FloorLockCompareAdd", 0},
