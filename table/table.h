@@ -321,8 +321,8 @@ class Table {
   // row in a small per-thread memo of its last few keys (process-local,
   // re-checked against the table every time), so the repeat skips the hash
   // and the chain walk; it answers exactly what a lookup would. Always
-  // inlined: left to itself GCC kept it out of line, and the call, its
-  // register spills and the StatusOr returned through memory were about a
+  // inlined: left to itself GCC kept it out of line, and the call, the
+  // registers it saved and the StatusOr returned through memory were about a
   // fifth of a remembered increment's instructions (bench/README.md,
   // "Fourteenth session").
   ABSL_ATTRIBUTE_ALWAYS_INLINE absl::StatusOr<int64_t> Incr(
